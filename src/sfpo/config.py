@@ -1,0 +1,135 @@
+"""SFPOConfig: TRL's GRPOConfig plus the SFPO fields, validated.
+
+Defaults are the paper's (K=3, α=0.8, entropy switch with W=30, τ=1.0). `num_iterations` follows from K:
+one RL step is K fast passes plus the slow correction over the same generation batch, which is TRL's
+`num_iterations = K + 1` with the old log-probs taken once at θ0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+SWITCHES = ("entropy_zscore", "step", "none")
+ANCHOR_DEVICES = ("same", "cpu")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _bad(name: str, value, allowed: str) -> ValueError:
+    return ValueError(f"{name}={value!r} is not allowed: {name} must be {allowed}")
+
+
+@dataclass
+class SFPOConfig(GRPOConfig):
+    r"""
+    Configuration for [`SFPOTrainer`]: every [`trl.GRPOConfig`] field, plus:
+
+    Parameters:
+        sfpo_inner_steps (`int`, defaults to `3`):
+            K, the fast passes over each generation batch before the reposition. 0 is plain GRPO.
+        sfpo_alpha (`float`, defaults to `0.8`):
+            α in [0, 1]: the reposition θ̃ = θ0 + α(θK − θ0). α=1 is K+1 plain passes.
+        sfpo_switch (`str`, defaults to `"entropy_zscore"`):
+            When SFPO turns itself off, for good: `"entropy_zscore"`, `"step"` (at `sfpo_stop_step`) or `"none"`.
+        sfpo_zscore_window (`int`, defaults to `30`): W, RL steps in the z-score window (newest included).
+        sfpo_zscore_threshold (`float`, defaults to `1.0`): τ.
+        sfpo_zscore_two_sided (`bool`, defaults to `False`):
+            Use the paper's |z| ≥ τ instead of the reference code's z ≥ τ.
+        sfpo_stop_step (`int` or `None`): with `sfpo_switch="step"`, the first RL step run as plain GRPO.
+        sfpo_anchor_device (`str`, defaults to `"same"`): where the θ0 copy lives, `"same"` or `"cpu"`.
+        sfpo_max_rl_steps (`int` or `None`):
+            Stop after this many RL steps (generation batches), whatever the switch does. `max_steps` keeps
+            TRL's meaning (optimizer steps) and is set from this when left at -1.
+        num_iterations (`int` or `None`): follows from K (K + 1); any other value is an error.
+    """
+
+    sfpo_inner_steps: int = field(default=3, metadata={"help": "K: fast passes per RL step (0 = plain GRPO)."})
+    sfpo_alpha: float = field(default=0.8, metadata={"help": "α in [0, 1]: reposition θ0 + α(θK − θ0)."})
+    sfpo_switch: str = field(
+        default="entropy_zscore",
+        metadata={"help": "When SFPO turns itself off.", "choices": list(SWITCHES)},
+    )
+    sfpo_zscore_window: int = field(default=30, metadata={"help": "W: entropy z-score window (RL steps), ≥ 2."})
+    sfpo_zscore_threshold: float = field(default=1.0, metadata={"help": "τ: z-score threshold, > 0."})
+    sfpo_zscore_two_sided: bool = field(
+        default=False, metadata={"help": "Paper's |z| ≥ τ instead of the reference code's z ≥ τ."}
+    )
+    sfpo_stop_step: int | None = field(
+        default=None, metadata={"help": "With sfpo_switch='step': first RL step run as plain GRPO."}
+    )
+    sfpo_anchor_device: str = field(
+        default="same", metadata={"help": "Where the θ0 copy lives.", "choices": list(ANCHOR_DEVICES)}
+    )
+    sfpo_max_rl_steps: int | None = field(
+        default=None, metadata={"help": "Stop after this many RL steps (generation batches)."}
+    )
+    num_iterations: int | None = field(
+        default=None, metadata={"help": "Follows from sfpo_inner_steps (K + 1); leave unset."}
+    )
+
+    def __post_init__(self):
+        self._validate_sfpo_fields()
+        k_plus_1 = self.sfpo_inner_steps + 1
+        if self.num_iterations is None:
+            self.num_iterations = k_plus_1
+        elif self.num_iterations != k_plus_1:
+            raise ValueError(
+                f"num_iterations={self.num_iterations!r} conflicts with sfpo_inner_steps={self.sfpo_inner_steps}: "
+                f"under SFPO num_iterations follows from sfpo_inner_steps (K + 1 = {k_plus_1}); leave "
+                "num_iterations unset, or set sfpo_inner_steps instead"
+            )
+        super().__post_init__()
+        # A pass must end on an optimizer step, or the reposition would land in the middle of an
+        # accumulated gradient.
+        if self.sfpo_inner_steps > 0 and self.steps_per_generation % self.gradient_accumulation_steps != 0:
+            raise ValueError(
+                f"steps_per_generation={self.steps_per_generation} must be a multiple of "
+                f"gradient_accumulation_steps={self.gradient_accumulation_steps} when sfpo_inner_steps > 0, so that "
+                "each pass over the generation batch ends on an optimizer step"
+            )
+        if self.sfpo_max_rl_steps is not None and self.max_steps <= 0:
+            optimizer_steps_per_pass = self.steps_per_generation // self.gradient_accumulation_steps
+            self.max_steps = self.sfpo_max_rl_steps * k_plus_1 * max(optimizer_steps_per_pass, 1)
+
+    def _validate_sfpo_fields(self) -> None:
+        k = self.sfpo_inner_steps
+        if not _is_int(k) or k < 0:
+            raise _bad("sfpo_inner_steps", k, "an int ≥ 0 (0 = plain GRPO)")
+        a = self.sfpo_alpha
+        if not _is_number(a) or not 0.0 <= a <= 1.0:
+            raise _bad("sfpo_alpha", a, "a float in [0, 1]")
+        if self.sfpo_switch not in SWITCHES:
+            raise _bad("sfpo_switch", self.sfpo_switch, f"one of {', '.join(repr(s) for s in SWITCHES)}")
+        w = self.sfpo_zscore_window
+        if not _is_int(w) or w < 2:
+            raise _bad("sfpo_zscore_window", w, "an int ≥ 2")
+        t = self.sfpo_zscore_threshold
+        if not _is_number(t) or not t > 0:
+            raise _bad("sfpo_zscore_threshold", t, "a float > 0")
+        if not isinstance(self.sfpo_zscore_two_sided, bool):
+            raise _bad("sfpo_zscore_two_sided", self.sfpo_zscore_two_sided, "a bool")
+        s = self.sfpo_stop_step
+        if self.sfpo_switch == "step":
+            if not _is_int(s) or s < 0:
+                raise _bad("sfpo_stop_step", s, "an int ≥ 0 when sfpo_switch='step'")
+        elif s is not None:
+            raise ValueError(
+                f"sfpo_stop_step={s!r} is only used with sfpo_switch='step', but sfpo_switch={self.sfpo_switch!r}; "
+                "set sfpo_switch='step' or leave sfpo_stop_step unset"
+            )
+        if self.sfpo_anchor_device not in ANCHOR_DEVICES:
+            raise _bad("sfpo_anchor_device", self.sfpo_anchor_device, "'same' or 'cpu'")
+        m = self.sfpo_max_rl_steps
+        if m is not None and (not _is_int(m) or m < 1):
+            raise _bad("sfpo_max_rl_steps", m, "an int ≥ 1 or None")
+        n = self.num_iterations
+        if n is not None and (not _is_int(n) or n < 1):
+            raise _bad("num_iterations", n, f"unset, or equal to sfpo_inner_steps + 1 = {k + 1 if _is_int(k) else '?'}")

@@ -1,0 +1,83 @@
+"""When SFPO turns itself off (spec §2).
+
+The entropy switch keeps the per-RL-step training entropy H_s and, once W values exist, computes
+
+    z = (H_last - mean(window)) / (std(window) + 1e-9)      over the last W values, newest included,
+
+with the population std. The reference code switches off when z >= tau (an upward spike); the paper's
+Algorithm 1 when |z| >= tau. The decision taken after step s applies from step s+1 on and is sticky.
+
+Pure Python on purpose: the same decision must come out on every rank, and it is checked by eye against
+the paper.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+ZSCORE_EPS = 1e-9
+
+
+def entropy_zscore(history: list[float], window: int) -> float | None:
+    """z-score of the newest entropy against the last `window` values (newest included); None if too few."""
+    if len(history) < window:
+        return None
+    recent = history[-window:]
+    mean = sum(recent) / window
+    std = math.sqrt(sum((h - mean) ** 2 for h in recent) / window)  # population std
+    return (recent[-1] - mean) / (std + ZSCORE_EPS)
+
+
+@dataclass
+class SFPOSwitch:
+    """Sticky on/off state of SFPO across RL steps.
+
+    `mode` is "entropy_zscore", "step" or "none". Call `update(rl_step, entropy)` once at the end of each
+    RL step (rl_step counts from 0); `active` then says whether the *next* RL step runs SFPO.
+    """
+
+    mode: str = "entropy_zscore"
+    window: int = 30
+    threshold: float = 1.0
+    two_sided: bool = False
+    stop_step: int | None = None
+    active: bool = True
+    switched_at: int | None = None  # first RL step that ran as plain GRPO
+    history: list[float] = field(default_factory=list)
+    last_z: float | None = None
+
+    def starts_active(self) -> None:
+        """Apply a fixed stop step of 0 before the first RL step."""
+        if self.mode == "step" and self.stop_step is not None and self.stop_step <= 0 and self.active:
+            self.active, self.switched_at = False, 0
+
+    def update(self, rl_step: int, entropy: float | None) -> bool:
+        """Record step `rl_step`'s training entropy and decide for step `rl_step + 1`. Returns `active`."""
+        if entropy is not None and math.isfinite(entropy):
+            self.history.append(float(entropy))
+        self.last_z = entropy_zscore(self.history, self.window) if entropy is not None else None
+        if not self.active:
+            return False
+        fire = False
+        if self.mode == "entropy_zscore" and self.last_z is not None:
+            fire = abs(self.last_z) >= self.threshold if self.two_sided else self.last_z >= self.threshold
+        elif self.mode == "step" and self.stop_step is not None:
+            fire = rl_step + 1 >= self.stop_step
+        if fire:
+            self.active, self.switched_at = False, rl_step + 1
+        return self.active
+
+    def state_dict(self) -> dict:
+        return {
+            "active": self.active,
+            "switched_at": self.switched_at,
+            "history": list(self.history),
+            "last_z": self.last_z,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.active = bool(state["active"])
+        self.switched_at = state["switched_at"]
+        self.history = [float(h) for h in state["history"]]
+        self.last_z = state.get("last_z")
