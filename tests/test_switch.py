@@ -1,0 +1,114 @@
+"""The entropy switch (spec §2) on scripted series, and what the trainer does once it has fired."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from conftest import digit_reward
+
+from sfpo import SFPOConfig, SFPOTrainer
+from sfpo.switch import SFPOSwitch, entropy_zscore
+
+
+def feed(switch: SFPOSwitch, series: list[float]) -> list[bool]:
+    return [switch.update(step, h) for step, h in enumerate(series)]
+
+
+def test_zscore_uses_population_std_and_includes_newest():
+    history = [1.0, 2.0, 3.0, 4.0]
+    mean, std = 2.5, math.sqrt(1.25)
+    assert entropy_zscore(history, 4) == pytest.approx((4.0 - mean) / (std + 1e-9))
+    assert entropy_zscore(history, 5) is None
+    assert entropy_zscore([2.0, 1.0, 1.0, 5.0], 3) == pytest.approx((5 - 7 / 3) / math.sqrt(((1 - 7 / 3) ** 2 * 2 + (5 - 7 / 3) ** 2) / 3))
+
+
+def test_downward_trend_fires_two_sided_rule_as_soon_as_window_is_full():
+    series = [5.0 - 0.1 * s for s in range(40)]
+    two = SFPOSwitch(window=30, threshold=1.0, two_sided=True)
+    active = feed(two, series)
+    assert two.switched_at == 30 and active.index(False) == 29  # decided after step 29, applies from step 30
+    assert two.last_z == pytest.approx(-1.675, abs=1e-3)  # the newest point sits ~1.7 sigma below the mean
+    one = SFPOSwitch(window=30, threshold=1.0, two_sided=False)
+    assert all(feed(one, series)) and one.switched_at is None
+
+
+def test_upward_spike_fires_one_sided_rule_and_stays_off():
+    series = [2.0, 1.9, 2.1, 2.0, 1.95, 2.05, 3.0, 2.0, 2.0, 2.0]
+    switch = SFPOSwitch(window=5, threshold=1.0)
+    active = feed(switch, series)
+    assert active == [True] * 6 + [False] * 4
+    assert switch.switched_at == 7  # the spike at step 6 turns SFPO off from step 7 on
+    switch.update(10, 0.0)
+    assert not switch.active, "sticky"
+
+
+def test_no_decision_before_window_and_none_mode_never_fires():
+    switch = SFPOSwitch(window=4, threshold=0.5)
+    assert feed(switch, [1.0, 9.0, 1.0]) == [True] * 3 and switch.last_z is None
+    never = SFPOSwitch(mode="none", window=2, threshold=0.1)
+    assert all(feed(never, [1.0, 9.0, 1.0, 20.0]))
+
+
+def test_step_switch():
+    switch = SFPOSwitch(mode="step", stop_step=3)
+    assert feed(switch, [1.0] * 5) == [True, True, False, False, False] and switch.switched_at == 3
+    zero = SFPOSwitch(mode="step", stop_step=0)
+    zero.starts_active()
+    assert not zero.active and zero.switched_at == 0
+
+
+class Scripted(SFPOTrainer):
+    """Replaces the measured entropy by a scripted series and records what each RL step did."""
+
+    series: list[float] = []
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.record = []
+        self.prompts = []
+        self.losses = 0
+
+    def _compute_loss(self, model, inputs):
+        self.losses += 1  # one forward + backward per micro-step
+        return super()._compute_loss(model, inputs)
+
+    def _generate_and_score_completions(self, inputs):
+        self.prompts.append(sorted({x["prompt"] for x in inputs}))
+        return super()._generate_and_score_completions(inputs)
+
+    def _end_rl_step(self):
+        self._pass_entropies = [self.series[self.sfpo_rl_step]]
+        self.record.append((self.sfpo_active, self._step, self.state.global_step, self.losses))
+        super()._end_rl_step()
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_trainer_after_switch_makes_one_pass_per_batch_and_keeps_prompt_order(tiny_lm, toy_dataset, tmp_path, two_sided):
+    # window 3: one-sided fires on the spike at step 4; two-sided fires on the drop at step 2.
+    Scripted.series = [3.0, 3.0, 1.0, 1.0, 9.0, 1.0, 1.0, 1.0]
+    expected_switch = 3 if two_sided else 5
+    args = SFPOConfig(
+        output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], save_strategy="no", disable_tqdm=True,
+        gradient_checkpointing=False, shuffle_dataset=False, per_device_train_batch_size=4, num_generations=4,
+        steps_per_generation=2, max_completion_length=4, sfpo_inner_steps=2, sfpo_zscore_window=3,
+        sfpo_zscore_two_sided=two_sided, sfpo_max_rl_steps=8,
+    )
+    trainer = Scripted(model=tiny_lm, reward_funcs=digit_reward, args=args, train_dataset=toy_dataset)
+    trainer.train()
+    assert trainer.sfpo_switch.switched_at == expected_switch
+    active = [r[0] for r in trainer.record]
+    assert active == [True] * expected_switch + [False] * (8 - expected_switch)
+    micro = [b[1] - a[1] for a, b in zip([(None, -1, -1, 0)] + trainer.record, trainer.record)]
+    losses = [b[3] - a[3] for a, b in zip([(None, 0, 0, 0)] + trainer.record, trainer.record)]
+    opt_steps = [b[2] - a[2] for a, b in zip([(None, 0, 0, 0)] + trainer.record, trainer.record)]
+    # SFPO step: 3 passes × 2 micro-steps; plain step: 1 pass × 2 micro-steps; one optimizer step per micro-step
+    assert losses == [6] * expected_switch + [2] * (8 - expected_switch)
+    assert opt_steps[1:] == losses[1:]  # recorded just before each step's last optimizer step
+    assert trainer.state.global_step == sum(losses)
+    assert micro[0] == 5
+    # every generation batch is the next 2 prompts of the dataset: nothing skipped, nothing repeated
+    order = toy_dataset["prompt"]
+    assert trainer.prompts == [sorted(order[2 * i : 2 * i + 2]) for i in range(8)]
+    logged = [h["sfpo/active"] for h in trainer.state.log_history if "sfpo/active" in h]
+    assert logged == [int(a) for a in active]
