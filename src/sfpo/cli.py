@@ -26,5 +26,176 @@ def fail(message: str) -> None:
 # --- commands are registered below, one section each ---------------------------------------------
 
 
+# --- compare: rollouts and wall-clock to reach the baseline's best ---------------------------------------
+
+_MULTI_VALUE_OPTIONS = ("--baseline", "-b", "--candidate", "-c")
+
+
+def _spread_multi_values(args: list[str]) -> list[str]:
+    """Rewrite ``--baseline A B`` as ``--baseline A --baseline B`` (click options take one value each)."""
+    out: list[str] = []
+    flag, taken = None, 0
+    for arg in args:
+        if flag and not arg.startswith("-"):
+            out += [flag, arg]
+            taken += 1
+            continue
+        if flag and not taken:
+            out.append(flag)  # no value: let click report the missing argument
+        flag, taken = (arg, 0) if arg in _MULTI_VALUE_OPTIONS else (None, 0)
+        if not flag:
+            out.append(arg)
+    if flag and not taken:
+        out.append(flag)
+    return out
+
+
+class _MultiValueCommand(typer.core.TyperCommand):
+    """``compare`` with option values spread as above before click parses them."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, _spread_multi_values(list(args)))
+
+
+def _compare_inputs(runs: list[str], baselines: list[str], candidates: list[str]) -> tuple[list, list]:
+    """Baseline and candidate run folders from the positional form, a demo folder, or the seed options."""
+    from pathlib import Path
+
+    from sfpo.report import demo_arms, expand_paths, is_run_folder
+
+    usage = (
+        "give BASELINE CANDIDATE, one demo folder holding grpo/ and sfpo/, or --baseline A.. --candidate B.."
+    )
+    if baselines or candidates:
+        if runs:
+            fail(f"got both positional paths {runs} and --baseline/--candidate; use one form: {usage}")
+        if not baselines or not candidates:
+            fail(f"--baseline and --candidate go together: {usage}")
+        base, cand = expand_paths(baselines), expand_paths(candidates)
+    elif len(runs) == 2:
+        base, cand = [Path(runs[0])], [Path(runs[1])]
+    elif len(runs) == 1:
+        if is_run_folder(Path(runs[0])):
+            fail(f"{runs[0]} is a single run folder: {usage}")
+        base, cand = demo_arms(runs[0])
+    else:
+        fail(f"got {len(runs)} positional path(s): {usage}")
+    if len(base) != len(cand):
+        fail(
+            f"{len(base)} baseline run(s) but {len(cand)} candidate run(s): runs are paired in the given "
+            "order, so the counts must be equal"
+        )
+    return base, cand
+
+
+def _print_comparison(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sfpo.report import PAIR_COLUMNS, pair_rows, summary_rows
+
+    console = Console()
+    summary = Table("quantity", "value", title="rollouts to reach the baseline's best")
+    for row in summary_rows(result):
+        summary.add_row(*row)
+    console.print(summary)
+    if result["n_pairs"] > 1:
+        pairs = Table(*PAIR_COLUMNS, title="pairs")
+        for row in pair_rows(result):
+            pairs.add_row(*row)
+        console.print(pairs)
+    for note in result["notes"]:
+        console.print(f"note: {note}", highlight=False)
+
+
+# Declared once at module level: typer reads parameter metadata from defaults.
+_COMPARE_PATHS = typer.Argument(
+    None,
+    metavar="BASELINE CANDIDATE | DEMO",
+    show_default=False,
+    help="Baseline and candidate run folders, or one demo folder holding grpo/ (baseline) and sfpo/.",
+)
+_COMPARE_BASELINE = typer.Option(
+    None,
+    "--baseline",
+    "-b",
+    show_default=False,
+    help="Baseline run folders, one per seed (globs allowed): --baseline A B C.",
+)
+_COMPARE_CANDIDATE = typer.Option(
+    None,
+    "--candidate",
+    "-c",
+    show_default=False,
+    help="Candidate run folders, paired with --baseline in the given order.",
+)
+_COMPARE_METRIC = typer.Option(
+    "eval/accuracy", help="Metric to compare; in TRL logs eval_x (eval/x also finds eval_x), or any key."
+)
+_COMPARE_TOLERANCE = typer.Option(0.0, help="A candidate value >= baseline best - TOLERANCE matches (>= 0).")
+_COMPARE_LOWER = typer.Option(False, "--lower-is-better", help="For loss-like metrics: best is the lowest.")
+_COMPARE_PER_STEP = typer.Option(
+    None,
+    show_default=False,
+    help="TRL runs only: completions per optimizer step N (rollouts = step x N). Default: derived as "
+    "generation_batch_size x gradient_accumulation_steps / (steps_per_generation x num_iterations) "
+    "= per_device_train_batch_size x world_size x gradient_accumulation_steps / num_iterations, read "
+    "from training_args.bin, config.json/yaml and trainer_state.json's train_batch_size (missing factors "
+    "taken as 1, with a warning).",
+)
+_COMPARE_JSON = typer.Option(False, "--json", help="Print one JSON object on stdout; warnings go to stderr.")
+_COMPARE_OUT = typer.Option(
+    None, "--out", show_default=False, help="Write report.md and PNG plots to DIR.", metavar="DIR"
+)
+
+
+@app.command("compare", cls=_MultiValueCommand)
+def compare(
+    runs: list[str] = _COMPARE_PATHS,
+    baseline: list[str] = _COMPARE_BASELINE,
+    candidate: list[str] = _COMPARE_CANDIDATE,
+    metric: str = _COMPARE_METRIC,
+    tolerance: float = _COMPARE_TOLERANCE,
+    lower_is_better: bool = _COMPARE_LOWER,
+    completions_per_step: float = _COMPARE_PER_STEP,
+    json_out: bool = _COMPARE_JSON,
+    out: str = _COMPARE_OUT,
+) -> None:
+    """Rollouts and wall-clock the candidate needs to reach the baseline's best metric value.
+
+    rollout_ratio = baseline rollouts to best / candidate rollouts to match; above 1: candidate faster.
+
+    wall_ratio likewise. With several seeds (--baseline A B --candidate C D), pairs go in the given order.
+    """
+    import json
+
+    from sfpo.report import ReportError, compare_runs, load_run, write_report
+
+    if not tolerance >= 0:  # also rejects NaN
+        fail(f"--tolerance {tolerance}: must be >= 0")
+    if completions_per_step is not None and not completions_per_step > 0:
+        fail(f"--completions-per-step {completions_per_step}: must be > 0")
+    try:
+        base_paths, cand_paths = _compare_inputs(runs or [], baseline or [], candidate or [])
+        loaded = [load_run(p, completions_per_step) for p in (*base_paths, *cand_paths)]
+        for run in loaded:
+            for warning in run.warnings:
+                typer.echo(f"warning: {warning}", err=True)
+        bases, cands = loaded[: len(base_paths)], loaded[len(base_paths) :]
+        result = compare_runs(bases, cands, metric, tolerance, higher_is_better=not lower_is_better)
+        files = write_report(result, bases, cands, out, metric) if out else []
+    except ReportError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.filename or out}: {exc.strerror or exc}")
+    if json_out:
+        result["files"] = [str(f) for f in files]
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_comparison(result)
+    for file in files:
+        typer.echo(f"wrote {file}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
