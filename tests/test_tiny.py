@@ -1,0 +1,125 @@
+"""The embedded tiny policy: offline build, determinism, Hugging Face loading, and the build cache."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sfpo import tiny
+from sfpo.tasks import get_task
+
+# Small enough to build in a couple of seconds; the recipe is the same as the default one.
+SMALL = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "sft_steps": 8,
+         "batch_size": 8, "eval_problems": 8}
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(folder, "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def small_policy(tmp_path_factory):
+    return tiny.build_tiny_policy("arithmetic", seed=0, cache_dir=tmp_path_factory.mktemp("cache"), **SMALL)
+
+
+def test_build_is_deterministic_per_seed(small_policy, tmp_path):
+    again = tiny.build_tiny_policy("arithmetic", seed=0, cache_dir=tmp_path / "a", **SMALL)
+    other = tiny.build_tiny_policy("arithmetic", seed=1, cache_dir=tmp_path / "b", **SMALL)
+    reference, same, different = _weights(small_policy), _weights(again), _weights(other)
+    assert again != small_policy
+    assert reference.keys() == same.keys()
+    assert all((reference[k] == same[k]).all() for k in reference)
+    assert any(not (reference[k] == different[k]).all() for k in reference)
+
+
+def test_folder_loads_offline_and_generates(small_policy):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(small_policy)
+    tokenizer = AutoTokenizer.from_pretrained(small_policy)
+    prompt = get_task("arithmetic").eval_set(1)["prompt"][0]
+    ids = tokenizer(prompt, return_tensors="pt")
+    assert ids["input_ids"].shape[1] == len(prompt)  # one token per character, nothing prepended
+    assert tokenizer.decode(ids["input_ids"][0]) == prompt
+    out = model.generate(**ids, max_new_tokens=5, do_sample=True, pad_token_id=tokenizer.pad_token_id)
+    assert out.shape[1] > ids["input_ids"].shape[1]
+    assert isinstance(tokenizer.decode(out[0], skip_special_tokens=True), str)
+    # Chat prompts work too (ChatML), with EOS = <|im_end|> for both prompt styles.
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                         tokenize=False)
+    assert chat.endswith("<|im_start|>assistant\n")
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token_id != tokenizer.eos_token_id
+    assert len(tokenizer(chat)["input_ids"]) < len(chat)  # special tokens are single tokens
+    with torch.no_grad():
+        assert model(**tokenizer(chat, return_tensors="pt")).logits.shape[-1] == len(tokenizer)
+
+
+def test_build_record(small_policy):
+    info = tiny.load_tiny_info(small_policy)
+    assert info["task"] == "arithmetic" and info["seed"] == 0
+    assert info["settings"]["hidden_size"] == 32
+    assert set(info["heldout_accuracy"]) == {"n", "greedy", "temperature_1"}
+    assert info["max_completion_length"] == get_task("arithmetic").max_completion_length
+
+
+def test_cache_hit_does_not_rebuild(small_policy, monkeypatch):
+    before = os.stat(os.path.join(small_policy, "model.safetensors")).st_mtime_ns
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("rebuilt although cached")
+
+    monkeypatch.setattr(tiny, "_train", no_training)
+    again = tiny.build_tiny_policy("arithmetic", seed=0, cache_dir=small_policy.parent, **SMALL)
+    assert again == small_policy
+    assert os.stat(os.path.join(again, "model.safetensors")).st_mtime_ns == before
+
+
+def test_cache_key_covers_settings(tmp_path, monkeypatch):
+    base = tiny.tiny_cache_path("arithmetic", 0, tmp_path, **SMALL)
+    assert tiny.tiny_cache_path("arithmetic", 0, tmp_path, **{**SMALL, "sft_steps": 9}) != base
+    assert tiny.tiny_cache_path("countdown", 0, tmp_path, **SMALL) != base
+    assert tiny.tiny_cache_path("arithmetic", 1, tmp_path, **SMALL) != base
+    assert base.parent == tmp_path
+    monkeypatch.setenv("SFPO_CACHE_DIR", str(tmp_path / "env"))
+    assert tiny.tiny_cache_path().parent == tmp_path / "env" / "tiny"
+    with pytest.raises(ValueError, match="hidden"):
+        tiny.tiny_cache_path(hiden_size=3)
+
+
+def test_leftover_temp_folder_is_not_a_cache_hit(tmp_path):
+    final = tiny.tiny_cache_path("arithmetic", 0, tmp_path, **SMALL)
+    # What a killed build leaves behind: a temp folder with some files, and a final folder without the marker.
+    leftover = tmp_path / f".{final.name}.tmp-killed"
+    leftover.mkdir(parents=True)
+    (leftover / "config.json").write_text("{}")
+    final.mkdir()
+    (final / "config.json").write_text("{truncated")
+    built = tiny.build_tiny_policy("arithmetic", seed=0, cache_dir=tmp_path, **SMALL)
+    assert built == final
+    assert (built / tiny.INFO_FILE).is_file()
+    assert tiny.load_tiny_info(built)["seed"] == 0
+
+
+def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tiny, "_train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tiny.build_tiny_policy("arithmetic", seed=0, cache_dir=tmp_path, **SMALL)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_default_build_lands_in_the_warm_start_band(tmp_path):
+    """The default recipe: a minute or so, held-out accuracy at temperature 1.0 well above 0, far from 1."""
+    folder = tiny.build_tiny_policy("arithmetic", seed=0, cache_dir=tmp_path)
+    info = tiny.load_tiny_info(folder)
+    accuracy = info["heldout_accuracy"]
+    assert 0.1 <= accuracy["temperature_1"] <= 0.6
+    assert accuracy["greedy"] >= accuracy["temperature_1"] - 0.05
+    assert info["build_seconds"] < 120
