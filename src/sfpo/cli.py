@@ -26,6 +26,135 @@ def fail(message: str) -> None:
 # --- commands are registered below, one section each ---------------------------------------------
 
 
+# --- demo: GRPO and SFPO side by side on the embedded policy -------------------------------------------
+
+
+@app.command()
+def demo(
+    task: str = typer.Option("arithmetic", help="Offline task: arithmetic or countdown."),
+    steps: int = typer.Option(30, help="RL steps (generation batches) per arm."),
+    seed: int = typer.Option(0, help="Seed for rollouts and data order (the warm start is shared)."),
+    out: str = typer.Option(None, help="Demo folder (default runs/demo-<timestamp>); must be new or empty."),
+    arms: str = typer.Option("grpo,sfpo", help="Comma-separated arms: grpo, sfpo, grpo-k4 (equal-compute control)."),
+    policy: str = typer.Option("tiny", help="tiny (built offline) or smollm2 (needs the smollm2 extra)."),
+    eval_every: int = typer.Option(3, help="Evaluate held-out accuracy every N RL steps."),
+    learning_rate: float = typer.Option(None, help="Override the learning rate (same for every arm)."),
+) -> None:
+    """Train a GRPO baseline and SFPO from the same warm start, offline, and compare them."""
+    from sfpo.demo import DemoSettings, prepare_out, run_demo
+
+    settings = DemoSettings(task=task, steps=steps, seed=seed, policy=policy, eval_every=eval_every,
+                            arms=tuple(a.strip() for a in arms.split(",") if a.strip()))
+    if learning_rate is not None:
+        if not learning_rate > 0:
+            fail(f"--learning-rate {learning_rate!r} is not allowed: it must be > 0")
+        settings.learning_rate = learning_rate
+    try:
+        settings.validate()
+        folder = prepare_out(out)
+    except ValueError as err:
+        fail(str(err))
+    run_demo(settings, folder)
+
+
+# --- train: one run from a YAML recipe ------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    config: str = typer.Option(..., "--config", "-c", help="Recipe YAML (see configs/)."),
+    overrides: list[str] = typer.Option(None, "--set", help="Override a recipe key: --set trainer.learning_rate=1e-6"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the resolved recipe; load nothing."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in output_dir."),
+) -> None:
+    """Train with SFPO (or GRPO with sfpo_inner_steps: 0) from a recipe."""
+    from sfpo.recipe import RecipeError, cpu_only_overrides, load_recipe, read_yaml, resolved_yaml
+
+    overrides = list(overrides or [])
+    try:
+        if dry_run:  # on a machine without a GPU, check a GPU recipe with its mixed precision turned off
+            extra = cpu_only_overrides(read_yaml(config))
+            if extra:
+                typer.echo(f"note: no GPU here; validating with {' '.join(extra)} (the recipe is unchanged)", err=True)
+            overrides = extra + overrides
+        recipe = load_recipe(config, overrides)
+    except RecipeError as err:
+        fail(str(err))
+    if dry_run:
+        typer.echo(resolved_yaml(recipe))
+        return
+    from sfpo.data import DatasetUnavailableError
+    from sfpo.pipeline import ModelUnavailableError, check_run_dir, train as run_train
+
+    try:
+        check_run_dir(recipe, resume)
+        run_dir = run_train(recipe, resume=resume)
+    except (RecipeError, ModelUnavailableError, DatasetUnavailableError, FileNotFoundError) as err:
+        fail(str(err))
+    typer.echo(f"run folder: {run_dir}")
+
+
+# --- eval: avg@n on benchmarks, as the paper reports ------------------------------------------------------
+
+
+def _data_files(items: list[str]) -> dict:
+    files = {}
+    for item in items or []:
+        if "=" not in item:
+            fail(f"--data-files {item!r} is not NAME=PATH (e.g. math500=./math500.jsonl)")
+        name, path = item.split("=", 1)
+        files[name] = path
+    return files
+
+
+@app.command(name="eval")
+def eval_(
+    model: str = typer.Option(..., "--model", help="Hub id, local folder, or 'tiny'."),
+    benchmarks: str = typer.Option("math500,aime24,aime25,amc23,minerva,olympiadbench",
+                                   help="Comma-separated dataset recipes or offline tasks."),
+    n: int = typer.Option(4, help="Samples per problem (avg@n)."),
+    temperature: float = typer.Option(1.0),
+    top_p: float = typer.Option(0.7, "--top-p"),
+    max_new_tokens: int = typer.Option(2560, "--max-new-tokens"),
+    data_files: list[str] = typer.Option(None, "--data-files", help="Local file for a benchmark: NAME=PATH."),
+    limit: int = typer.Option(None, help="Use only the first N problems of each benchmark."),
+    chat: str = typer.Option("auto", help="Chat template: auto, true or false."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    seed: int = typer.Option(0),
+    backend: str = typer.Option("auto", help="auto (vLLM when installed with a GPU), hf or vllm."),
+    task: str = typer.Option(None, help="With --model tiny: the task the tiny policy is built for."),
+    out: str = typer.Option(None, help="Folder for eval.json, eval.md and samples.jsonl."),
+) -> None:
+    """Evaluate a model: pass@1 averaged over n samples per benchmark, and their unweighted mean."""
+    from sfpo.data import DATASETS, DatasetUnavailableError
+    from sfpo.pipeline import ModelUnavailableError, run_eval
+    from sfpo.tasks import TASKS
+
+    names = [b.strip() for b in benchmarks.split(",") if b.strip()]
+    for name in names:
+        if name not in DATASETS and name not in TASKS:
+            fail(f"--benchmarks: unknown benchmark {name!r}; allowed: {', '.join(sorted(DATASETS))}, "
+                 f"{', '.join(sorted(TASKS))}")
+    if not names:
+        fail("--benchmarks is empty")
+    for opt, value in (("--n", n), ("--max-new-tokens", max_new_tokens), ("--batch-size", batch_size)):
+        if value < 1:
+            fail(f"{opt} {value!r} is not allowed: it must be an int ≥ 1")
+    if chat not in ("auto", "true", "false"):
+        fail(f"--chat {chat!r} is not allowed: use auto, true or false")
+    chat_value = {"auto": "auto", "true": True, "false": False}[chat]
+    try:
+        result, table, files = run_eval(model, names, out, n=n, temperature=temperature, top_p=top_p,
+                                        max_new_tokens=max_new_tokens, data_files=_data_files(data_files),
+                                        limit=limit, chat=chat_value, batch_size=batch_size, seed=seed,
+                                        backend=backend, task=task)
+    except (ModelUnavailableError, DatasetUnavailableError, FileNotFoundError, ValueError) as err:
+        fail(str(err))
+    typer.echo(table)
+    for f in files:
+        typer.echo(f"wrote {f}")
+
+
 # --- compare: rollouts and wall-clock to reach the baseline's best ---------------------------------------
 
 _MULTI_VALUE_OPTIONS = ("--baseline", "-b", "--candidate", "-c")

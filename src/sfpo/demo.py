@@ -1,0 +1,271 @@
+"""`sfpo demo`: GRPO and SFPO side by side from the same warm start, offline, on a CPU, in minutes.
+
+Both arms get the same policy, data, rollout budget (RL steps × completions) and every hyperparameter;
+they differ only in the SFPO fields (the baseline is SFPOTrainer with K=0, which a test proves is TRL's
+GRPO step for step). Each arm writes a run folder (resolved config + `metrics.jsonl`); the demo folder
+then gets `report.md` and plots from `sfpo.report`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ARMS = {
+    "grpo": {"sfpo_inner_steps": 0},
+    "sfpo": {"sfpo_inner_steps": 3, "sfpo_alpha": 0.8},  # the paper's defaults
+    "grpo-k4": {"sfpo_inner_steps": 3, "sfpo_alpha": 1.0, "sfpo_switch": "none"},  # equal compute: 4 plain passes
+}
+POLICIES = ("tiny", "smollm2")
+
+
+@dataclass
+class DemoSettings:
+    """One setting for both arms (not tuned per arm). Sizes fit a 2-core CPU."""
+
+    task: str = "arithmetic"
+    policy: str = "tiny"
+    steps: int = 30  # RL steps (generation batches) per arm
+    seed: int = 0
+    arms: tuple[str, ...] = ("grpo", "sfpo")
+    prompts_per_step: int = 16
+    num_generations: int = 8
+    optimizer_steps_per_pass: int = 2  # mini-batches per pass, as the paper's 4 per pass at scale
+    learning_rate: float = 2e-4
+    temperature: float = 1.0
+    eval_every: int = 3
+    eval_problems: int = 128
+    eval_samples: int = 2  # avg@n
+    eval_temperature: float = 1.0
+    eval_top_p: float = 0.7
+    zscore_window: int = 10  # the paper's 30 exceeds a short demo; the rule is the same
+    train_problems: int = 4096
+    extra: dict = field(default_factory=dict)  # more SFPOConfig fields, for both arms
+
+    def validate(self) -> None:
+        from sfpo.tasks import TASKS
+
+        if self.task not in TASKS:
+            raise ValueError(f"--task {self.task!r} is not a task; allowed: {', '.join(sorted(TASKS))}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"--policy {self.policy!r} is not allowed; use one of {', '.join(POLICIES)}")
+        for name in ("steps", "eval_every", "eval_problems", "eval_samples", "prompts_per_step"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} {value!r} is not allowed: it must be an int ≥ 1")
+        if not self.arms:
+            raise ValueError("--arms is empty; allowed arms: " + ", ".join(ARMS))
+        for arm in self.arms:
+            if arm not in ARMS:
+                raise ValueError(f"--arms: {arm!r} is not an arm; allowed: {', '.join(ARMS)}")
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"--arms {','.join(self.arms)!r} names an arm twice")
+
+
+def prepare_out(out: str | os.PathLike | None) -> Path:
+    """A new, writable demo folder (refuses to mix into a folder that already holds a run)."""
+    path = Path(out) if out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ValueError(f"--out {str(path)!r} already exists and is not an empty folder; choose a new one")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"--out {str(path)!r} is not writable: {err.strerror or err}") from None
+    return path
+
+
+def build_policy(settings: DemoSettings) -> str:
+    if settings.policy == "smollm2":
+        from sfpo.smollm2 import smollm2_folder
+
+        return str(smollm2_folder())
+    from sfpo.tiny import build_tiny_policy
+
+    return str(build_tiny_policy(settings.task, seed=0))  # one warm start for every seed and arm
+
+
+def arm_config(settings: DemoSettings, arm: str, run_dir: Path):
+    from sfpo.config import SFPOConfig
+    from sfpo.tasks import generation_kwargs_for
+
+    per_device = settings.prompts_per_step * settings.num_generations // settings.optimizer_steps_per_pass
+    fields = dict(
+        output_dir=str(run_dir),
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        report_to=[],
+        disable_tqdm=True,
+        log_level="error",
+        save_strategy="no",
+        logging_steps=1,
+        num_generations=settings.num_generations,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=1,
+        steps_per_generation=settings.optimizer_steps_per_pass,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type="constant",
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        beta=0.0,
+        epsilon=0.2,
+        entropy_coef=0.001,
+        temperature=settings.temperature,
+        top_p=1.0,
+        sfpo_max_rl_steps=settings.steps,
+        sfpo_zscore_window=settings.zscore_window,
+        **generation_kwargs_for(settings.task),
+    )
+    if settings.policy == "smollm2":
+        fields["max_completion_length"] = 48
+    fields.update(settings.extra)
+    fields.update(ARMS[arm])
+    return SFPOConfig(**fields)
+
+
+def make_evaluator(settings: DemoSettings, tokenizer):
+    from sfpo.evaluate import EvalSet, evaluate
+    from sfpo.tasks import get_task
+
+    task = get_task(settings.task)
+    held_out = task.eval_set(settings.eval_problems)
+    eval_set = EvalSet(settings.task, list(held_out["prompt"]), list(held_out["answer"]), task.reward)
+
+    def evaluator(model) -> dict:
+        result = evaluate(
+            model, tokenizer, [eval_set], n=settings.eval_samples, temperature=settings.eval_temperature,
+            top_p=settings.eval_top_p, max_new_tokens=task.max_completion_length, batch_size=256,
+            seed=settings.seed, backend="hf",
+        )
+        return {"eval/accuracy": result.average}
+
+    return evaluator
+
+
+@contextlib.contextmanager
+def _quiet():
+    """TRL and transformers talk a lot on stdout/stderr; the demo shows its own progress instead."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                yield
+            finally:
+                hf_logging.set_verbosity(level)
+
+
+def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progress=None) -> Path:
+    from transformers import AutoTokenizer
+
+    from sfpo.runlog import RunRecorder
+    from sfpo.tasks import get_task
+    from sfpo.trainer import SFPOTrainer
+
+    task = get_task(settings.task)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    args = arm_config(settings, arm, run_dir)
+    resolved = {"name": arm, "arm": arm, "task": settings.task, "policy": settings.policy, "policy_path": policy,
+                "demo": {k: v for k, v in vars(settings).items() if k != "extra"}, "trainer": args.to_dict()}
+    (run_dir / "config.json").write_text(json.dumps(resolved, indent=2, default=str) + "\n")
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    data = task.train_dataset(settings.train_problems, seed=settings.seed)
+    with _quiet():
+        trainer = SFPOTrainer(model=policy, reward_funcs=task.reward, args=args, train_dataset=data,
+                              processing_class=tokenizer)
+        RunRecorder(run_dir, evaluator=make_evaluator(settings, tokenizer), eval_every=settings.eval_every,
+                    on_step=progress).attach(trainer)
+        trainer.train()
+    return run_dir
+
+
+def summarize(out: Path, arms: tuple[str, ...]) -> dict | None:
+    """report.md + plots into the demo folder; returns the comparison (None with a single arm)."""
+    from sfpo.report import compare_runs, load_run, plot_metric_vs_step, plot_runs, write_report
+
+    runs = {arm: [load_run(out / arm)] for arm in arms}
+    for metric in ("entropy", "completion_length"):
+        with contextlib.suppress(Exception):
+            plot_metric_vs_step(runs, metric, out / f"{metric}_vs_rl_step.png")
+    if "grpo" not in arms or len(arms) < 2:
+        plot_runs(runs, "eval/accuracy", out / "eval_accuracy_vs_rollouts.png")
+        return None
+    candidate = "sfpo" if "sfpo" in arms else [a for a in arms if a != "grpo"][0]
+    result = compare_runs(runs["grpo"], runs[candidate])
+    write_report(result, runs["grpo"], runs[candidate], out)
+    result["wall_s"] = {arm: runs[arm][0].records[-1].get("wall_s") for arm in arms}
+    result["best"] = {arm: max((r["eval/accuracy"] for r in runs[arm][0].records if "eval/accuracy" in r), default=None)
+                      for arm in arms}
+    return result
+
+
+def run_demo(settings: DemoSettings, out: str | os.PathLike | None = None, console=None) -> Path:
+    """Runs every arm, writes the report, prints the summary table. Returns the demo folder."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    settings.validate()
+    folder = prepare_out(out)
+    console = console or Console()
+    interactive = console.is_terminal
+    started = time.perf_counter()
+    console.print(f"[bold]sfpo demo[/]: task={settings.task} policy={settings.policy} steps={settings.steps} "
+                  f"seed={settings.seed} arms={','.join(settings.arms)} -> {folder}")
+    policy = build_policy(settings)
+    (folder / "demo.json").write_text(json.dumps({k: v for k, v in vars(settings).items()}, indent=2) + "\n")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[acc]}"),
+                  TimeElapsedColumn(), console=console, disable=not interactive, transient=False) as bar:
+        for arm in settings.arms:
+            job = bar.add_task(f"{arm:>8}", total=settings.steps, acc="")
+
+            def on_step(record, job=job):
+                acc = record.get("eval/accuracy")
+                bar.update(job, completed=record["rl_step"], **({"acc": f"acc {acc:.1%}"} if acc is not None else {}))
+
+            run_arm(settings, arm, policy, folder / arm, progress=on_step)
+            if not interactive:
+                logging.getLogger(__name__).info("arm %s done", arm)
+    result = summarize(folder, settings.arms)
+    console.print(summary_table(result, folder, settings.arms))
+    console.print(f"demo finished in {time.perf_counter() - started:.0f} s; report: {folder / 'report.md'}")
+    return folder
+
+
+def summary_table(result: dict | None, folder: Path, arms: tuple[str, ...]):
+    from rich.table import Table
+
+    from sfpo.report import load_run
+
+    table = Table(title="held-out accuracy (eval/accuracy)")
+    for col in ("arm", "best acc", "rollouts to GRPO's best", "wall-clock (s)"):
+        table.add_column(col)
+    for arm in arms:
+        records = load_run(folder / arm).records
+        best = max((r["eval/accuracy"] for r in records if "eval/accuracy" in r), default=None)
+        reach = "-"
+        if result is not None:
+            if arm == "grpo":
+                reach = str(result["baseline_rollouts_to_best"])
+            elif arm == ("sfpo" if "sfpo" in arms else arm):
+                match = result["candidate_rollouts_to_match"]
+                reach = "never" if match is None else str(match)
+        table.add_row(arm, "-" if best is None else f"{best:.1%}", reach, f"{records[-1].get('wall_s', 0):.0f}")
+    if result is not None:
+        ratio = result.get("rollout_ratio")
+        table.caption = ("rollout ratio GRPO ÷ candidate: " + ("never matched" if ratio is None else f"{ratio:.2f}×"))
+    return table

@@ -1,0 +1,191 @@
+"""From a recipe to a trained run folder, and from a model to benchmark scores (`sfpo train`, `sfpo eval`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sfpo.recipe import Recipe, RecipeError, resolved_yaml
+
+
+class ModelUnavailableError(RuntimeError):
+    pass
+
+
+def resolve_model(model: str, task: str | None = None) -> str:
+    """'tiny' → the embedded policy's folder (built offline and cached); anything else unchanged."""
+    if model == "tiny":
+        from sfpo.tiny import build_tiny_policy
+
+        return str(build_tiny_policy(task or "arithmetic", seed=0))
+    return model
+
+
+def _torch_kwargs(model_kwargs: dict) -> dict:
+    import torch
+
+    kwargs = dict(model_kwargs)
+    dtype = kwargs.get("dtype")
+    if isinstance(dtype, str) and dtype != "auto":
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise RecipeError(f"model_kwargs.dtype={dtype!r} is not a torch dtype (e.g. float32, bfloat16)")
+        kwargs["dtype"] = getattr(torch, dtype)
+    return kwargs
+
+
+def load_policy(model: str, model_kwargs: dict | None = None):
+    """(model, tokenizer) from a hub id or a local folder, with a clear error when neither works."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        policy = AutoModelForCausalLM.from_pretrained(model, **_torch_kwargs(model_kwargs or {}))
+    except OSError as err:
+        raise ModelUnavailableError(
+            f"could not load model {model!r} from a local folder or the hub ({err.__class__.__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); pass a local folder with config.json and weights"
+        ) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return policy, tokenizer
+
+
+def build_rewards(recipe: Recipe) -> list:
+    from sfpo.rewards import get_reward, make_math_accuracy
+    from sfpo.tasks import get_task
+
+    if not recipe.rewards:
+        return [get_task(recipe.task).reward]
+    funcs = []
+    for item in recipe.rewards:
+        if item == "task":
+            funcs.append(get_task(recipe.task).reward)
+        elif isinstance(item, dict):
+            options = {k: v for k, v in item.items() if k != "name"}
+            funcs.append(make_math_accuracy(name=item["name"], **options) if options else get_reward(item["name"]))
+        else:
+            funcs.append(get_reward(item))
+    return funcs
+
+
+def build_train_dataset(recipe: Recipe, tokenizer):
+    from datasets import concatenate_datasets
+
+    from sfpo.data import load_dataset_recipe
+    from sfpo.tasks import get_task
+
+    if recipe.task is not None:
+        return get_task(recipe.task).train_dataset(recipe.dataset.get("limit") or 4096, seed=recipe.trainer.seed)
+    spec = recipe.dataset
+    files = spec.get("data_files") or {}
+    parts = [
+        load_dataset_recipe(name, split=spec.get("split"), data_files=files.get(name), limit=spec.get("limit"),
+                            tokenizer=tokenizer, chat=spec.get("chat", "auto"))
+        for name in spec["names"]
+    ]
+    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+
+def build_eval_sets(benchmarks: list[str], tokenizer, chat: Any = "auto", data_files: dict | None = None,
+                    limit: int | None = None) -> list:
+    """Benchmarks are dataset recipes (scored with math_accuracy) or offline tasks (their own reward)."""
+    from sfpo.data import load_dataset_recipe
+    from sfpo.evaluate import EvalSet
+    from sfpo.rewards import get_reward
+    from sfpo.tasks import TASKS
+
+    sets = []
+    for name in benchmarks:
+        if name in TASKS:
+            task = TASKS[name]
+            held_out = task.eval_set(limit or 200)
+            sets.append(EvalSet(name, list(held_out["prompt"]), list(held_out["answer"]), task.reward))
+            continue
+        ds = load_dataset_recipe(name, data_files=(data_files or {}).get(name), limit=limit, tokenizer=tokenizer,
+                                 chat=chat)
+        sets.append(EvalSet(name, list(ds["prompt"]), list(ds["answer"]), get_reward("math_accuracy"),
+                            ids=list(ds["id"])))
+    return sets
+
+
+def make_evaluator(recipe: Recipe, tokenizer):
+    from sfpo.evaluate import evaluate
+
+    ev = recipe.eval
+    sets = build_eval_sets(ev["benchmarks"], tokenizer, ev.get("chat", recipe.dataset.get("chat", "auto")),
+                           ev.get("data_files"), ev.get("limit"))
+
+    def evaluator(model) -> dict:
+        result = evaluate(model, tokenizer, sets, n=ev.get("n", 4), temperature=ev.get("temperature", 1.0),
+                          top_p=ev.get("top_p", 0.7), max_new_tokens=ev.get("max_new_tokens", 2560),
+                          batch_size=ev.get("batch_size", 32), seed=recipe.trainer.seed, backend="hf")
+        return result.metrics()
+
+    return evaluator
+
+
+def last_checkpoint(run_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+
+
+def check_run_dir(recipe: Recipe, resume: bool) -> str | None:
+    """Refuse to write a new run over an old one; with resume, return the checkpoint to continue from."""
+    run_dir = recipe.run_dir
+    started = run_dir.is_dir() and any(run_dir.iterdir())
+    if resume:
+        ckpt = last_checkpoint(run_dir)
+        if ckpt is None:
+            raise RecipeError(f"--resume: {str(run_dir)!r} holds no checkpoint-* folder to resume from")
+        return ckpt
+    if started:
+        raise RecipeError(f"trainer.output_dir {str(run_dir)!r} already holds a run; pass --resume to continue it "
+                          "or choose another output_dir (e.g. --set trainer.output_dir=runs/new)")
+    return None
+
+
+def train(recipe: Recipe, resume: bool = False) -> Path:
+    """Trains one run into `trainer.output_dir` (config.yaml, metrics.jsonl, checkpoints, best/, final/)."""
+    from peft import LoraConfig
+
+    from sfpo.runlog import RunRecorder
+    from sfpo.trainer import SFPOTrainer
+
+    checkpoint = check_run_dir(recipe, resume)
+    model_path = resolve_model(recipe.model, recipe.task)
+    policy, tokenizer = load_policy(model_path, recipe.model_kwargs)
+    data = build_train_dataset(recipe, tokenizer)
+    rewards = build_rewards(recipe)
+    run_dir = recipe.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(resolved_yaml(recipe))
+    peft_config = LoraConfig(**recipe.peft) if recipe.peft else None
+    trainer = SFPOTrainer(model=policy, reward_funcs=rewards, args=recipe.trainer, train_dataset=data,
+                          processing_class=tokenizer, peft_config=peft_config)
+    evaluator = make_evaluator(recipe, tokenizer) if recipe.eval else None
+    RunRecorder(run_dir, evaluator=evaluator, eval_every=(recipe.eval or {}).get("every", 5),
+                save_best=(recipe.eval or {}).get("save_best", True)).attach(trainer)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(run_dir / "final"))
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(run_dir / "final"))
+    return run_dir
+
+
+def run_eval(model: str, benchmarks: list[str], out: str | os.PathLike | None, n: int = 4, temperature: float = 1.0,
+             top_p: float = 0.7, max_new_tokens: int = 2560, data_files: dict | None = None, limit: int | None = None,
+             chat: Any = "auto", batch_size: int = 32, seed: int = 0, backend: str = "auto", task: str | None = None):
+    from sfpo.evaluate import evaluate, markdown_table, write_eval
+
+    path = resolve_model(model, task)
+    policy, tokenizer = load_policy(path)
+    sets = build_eval_sets(benchmarks, tokenizer, chat, data_files, limit)
+    result = evaluate(policy, tokenizer, sets, n=n, temperature=temperature, top_p=top_p,
+                      max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, backend=backend,
+                      model_path=path)
+    result.settings.update(model=model, benchmarks=benchmarks)
+    files = write_eval(result, out) if out else []
+    return result, markdown_table(result), files
+

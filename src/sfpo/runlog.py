@@ -1,0 +1,168 @@
+"""The run folder's `metrics.jsonl`: one line per RL step, written as the trainer logs.
+
+Each line holds `rl_step`, `rollouts` (completions generated so far), `wall_s` (training wall-clock so far,
+evaluation time excluded so both arms of a comparison pay only for training), `optimizer_step`, the
+trainer's metrics averaged over the RL step (with the short aliases `reward`, `entropy`,
+`completion_length`), the `sfpo/*` metrics, and `eval/*` on the steps where evaluation ran. A line
+`rl_step: 0` holds the evaluation before training, when there is one.
+
+Every line is written with one `write` and flushed, so an interrupted run leaves at most one partial
+last line, which `sfpo.report` skips.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+METRICS_FILE = "metrics.jsonl"
+ALIASES = {"reward": "reward", "entropy": "entropy", "completions/mean_length": "completion_length"}
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The complete lines of a metrics file (a partial last line from an interrupted run is dropped)."""
+    lines = []
+    if not os.path.exists(path):
+        return lines
+    with open(path) as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            lines.append(json.loads(line))
+    return lines
+
+
+class RunRecorder(TrainerCallback):
+    """Writes `metrics.jsonl` into `run_dir`; optionally evaluates every `eval_every` RL steps.
+
+    `evaluator(model) -> dict` returns metrics named `eval/...` (the mean one `eval/accuracy`). With
+    `save_best`, the weights with the best `eval/accuracy` so far are kept in `run_dir/best` (the paper's
+    best-average checkpoint). `on_step(record)` is called after each line, e.g. to drive a progress bar.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        evaluator: Callable | None = None,
+        eval_every: int = 0,
+        save_best: bool = False,
+        eval_at_start: bool = True,
+        on_step: Callable[[dict], None] | None = None,
+    ):
+        if evaluator is not None and (not isinstance(eval_every, int) or eval_every < 1):
+            raise ValueError(f"eval_every={eval_every!r} is not allowed: it must be an int ≥ 1 when evaluating")
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / METRICS_FILE
+        self.evaluator = evaluator
+        self.eval_every = eval_every
+        self.save_best = save_best
+        self.eval_at_start = eval_at_start
+        self.on_step = on_step
+        self.trainer = None
+        self.best: float | None = None
+        self._window: dict[str, list[float]] = defaultdict(list)
+
+    def attach(self, trainer) -> RunRecorder:
+        self.trainer = trainer
+        trainer.add_callback(self)
+        return self
+
+    # ---------------------------------------------------------------- events
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._main = state.is_world_process_zero
+        done = getattr(self.trainer, "sfpo_rl_step", 0)
+        kept = [r for r in read_metrics(self.path) if r["rl_step"] <= done] if done else []
+        self._wall_offset = kept[-1]["wall_s"] if kept else 0.0
+        evals = [r["eval/accuracy"] for r in kept if "eval/accuracy" in r]
+        self.best = max(evals) if evals else None
+        if self._main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            _atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        self._eval_s = 0.0
+        self._t0 = time.perf_counter()
+        if self.evaluator is not None and self.eval_at_start and not done:
+            record = {"rl_step": 0, "rollouts": 0, "wall_s": 0.0, "optimizer_step": state.global_step}
+            record.update(self._evaluate(model))
+            self._write(record)
+
+    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
+        logs = logs or {}
+        for key, value in logs.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith("sfpo/"):
+                self._window[key].append(float(value))
+        if "sfpo/rl_step" not in logs:
+            return
+        rl_step = int(logs["sfpo/rl_step"])
+        record = {
+            "rl_step": rl_step,
+            "rollouts": int(logs["sfpo/rollouts"]),
+            "wall_s": round(self._wall_offset + time.perf_counter() - self._t0 - self._eval_s, 3),
+            "optimizer_step": state.global_step,
+        }
+        for key, values in self._window.items():
+            finite = [v for v in values if math.isfinite(v)]
+            if finite and key not in ("epoch",):
+                record[key] = sum(finite) / len(finite)
+        for source, alias in ALIASES.items():
+            if source in record:
+                record[alias] = record[source]
+        record.update({k: v for k, v in logs.items() if k.startswith("sfpo/")})
+        self._window.clear()
+        if self.evaluator is not None and rl_step % self.eval_every == 0:
+            record.update(self._evaluate(model))
+        self._write(record)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _evaluate(self, model) -> dict:
+        start = time.perf_counter()
+        model = self.trainer.accelerator.unwrap_model(model) if self.trainer is not None else model
+        metrics = self.evaluator(model)
+        accuracy = metrics.get("eval/accuracy")
+        if self.save_best and accuracy is not None and (self.best is None or accuracy > self.best):
+            self._save_best(model)
+        if accuracy is not None:
+            self.best = accuracy if self.best is None else max(self.best, accuracy)
+        self._eval_s += time.perf_counter() - start
+        return metrics
+
+    def _save_best(self, model) -> None:
+        if not self._main:
+            return
+        target = self.run_dir / "best"
+        tmp = Path(tempfile.mkdtemp(dir=self.run_dir, prefix=".best-"))
+        model.save_pretrained(tmp)
+        tokenizer = getattr(self.trainer, "processing_class", None)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        old = self.run_dir / ".best-old"
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _write(self, record: dict) -> None:
+        if self._main:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        if self.on_step is not None:
+            self.on_step(record)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
