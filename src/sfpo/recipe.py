@@ -23,6 +23,7 @@ import copy
 import dataclasses
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,21 @@ TOP_KEYS = {"name", "model", "model_kwargs", "task", "dataset", "rewards", "eval
 DATASET_KEYS = {"names", "split", "chat", "data_files", "limit"}
 EVAL_KEYS = {"benchmarks", "every", "n", "temperature", "top_p", "max_new_tokens", "limit", "data_files",
              "batch_size", "chat", "save_best"}
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-6` (no dot) as a string; every ML config writes learning rates that way."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def yaml_load(text: str):
+    return yaml.load(text, Loader=_Loader)
 
 
 class RecipeError(ValueError):
@@ -64,7 +80,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, value = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise RecipeError(f"--set {text!r}: the key {key!r} is empty or has an empty part")
-    return key.split("."), yaml.safe_load(value) if value else None
+    return key.split("."), yaml_load(value) if value else None
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -87,7 +103,7 @@ def read_yaml(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise RecipeError(f"--config {str(path)!r}: no such file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml_load(path.read_text())
     except yaml.YAMLError as err:
         raise RecipeError(f"--config {str(path)!r} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):
