@@ -47,7 +47,6 @@ class Anchor:
             raise ValueError(f"sfpo_anchor_device={device!r} is not allowed; use 'same' or 'cpu'")
         self.params = list(params)
         self.device = device
-        self._sharded = any(isinstance(p, DTensor) for p in self.params)
         pin = device == "cpu" and torch.cuda.is_available()
         self.copies = []
         for p in self.params:
@@ -72,17 +71,30 @@ class Anchor:
 
     @torch.no_grad()
     def drift_norm(self) -> float:
-        """‖θ − θ0‖ over all anchored tensors (summed over shards when sharded)."""
-        total = None
+        """‖θ − θ0‖ over all anchored tensors; each element counted once however it is sharded or replicated."""
+        # Squared drift of the local pieces, grouped by the mesh dims they are sharded over: a DTensor is summed
+        # over its Shard dims only (over a Replicate dim, e.g. HSDP's replica groups, every rank holds the same
+        # piece and a world all-reduce would count it once per replica); a plain tensor is whole on each rank.
+        partial: dict[tuple, torch.Tensor] = {}
+        meshes = {}
         for p, c in zip(self.params, self.copies):
             local = _local(p.detach())
             sq = (local.float() - self._on(c, local).float()).pow(2).sum()
-            total = sq if total is None else total + sq
-        if total is None:
-            return 0.0
-        if self._sharded and torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(total)
-        return float(total.sqrt())
+            key: tuple = ()
+            if isinstance(p, DTensor):
+                dims = tuple(i for i, pl in enumerate(p.placements) if pl.is_shard())
+                if dims:
+                    meshes[id(p.device_mesh)] = p.device_mesh
+                    key = (id(p.device_mesh), dims)
+            partial[key] = sq if key not in partial else partial[key] + sq
+        total = 0.0
+        for key, sq in partial.items():
+            if key:
+                mesh, dims = meshes[key[0]], key[1]
+                for d in dims:  # one scalar all-reduce per sharded mesh dim; no weights are gathered
+                    torch.distributed.all_reduce(sq, group=mesh.get_group(d))
+            total += float(sq)
+        return total**0.5
 
     @torch.no_grad()
     def reposition(self, alpha: float) -> None:

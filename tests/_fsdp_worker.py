@@ -1,0 +1,203 @@
+"""Run by test_fsdp.py under torchrun (2 CPU processes, gloo).
+
+    _fsdp_worker.py OUT direct        plain loop on fully_shard'ed models: the Anchor on local shards
+    _fsdp_worker.py OUT trainer fsdp  SFPOTrainer under accelerate's FSDP2
+    _fsdp_worker.py OUT trainer ddp   the same run under DDP, as the reference
+
+Each writes OUT/<job>-rank<r>.pt. Full weights are gathered with `full_tensor()` only to write these records,
+never by the code under test.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+K, ALPHA, LR, RL_STEPS = 2, 0.5, 1e-2, 2
+
+
+def batch(step: int, rank: int) -> torch.Tensor:
+    """The token batch rank `rank` trains on at optimizer step `step` (the test rebuilds the same ones)."""
+    g = torch.Generator().manual_seed(1000 * step + rank)
+    return torch.randint(3, 50, (2, 8), generator=g)
+
+
+def lm_step(model, optimizer, step: int, rank: int) -> None:
+    optimizer.zero_grad()
+    x = batch(step, rank)
+    model(input_ids=x, labels=x).loss.backward()  # FSDP2 averages the gradients over the shard group
+    optimizer.step()
+
+
+def full(model) -> dict[str, torch.Tensor]:
+    """Full weights for the record (a collective: every rank calls it)."""
+    return {
+        n: (p.full_tensor() if hasattr(p, "full_tensor") else p).detach().clone()
+        for n, p in model.named_parameters()
+    }
+
+
+def comm_counts(mode) -> dict[str, int]:
+    return {str(k): v for k, v in mode.get_comm_counts().items()}
+
+
+def direct(out: Path) -> None:
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor.debug import CommDebugMode
+    from transformers import AutoModelForCausalLM
+
+    from sfpo.reposition import Anchor, optimizer_tensors
+
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+
+    def sharded(mesh):
+        model = AutoModelForCausalLM.from_pretrained(out / "model")
+        model.train()
+        for layer in model.model.layers:
+            fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        return model, torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
+
+    # FSDP: every parameter Shard(0) over both ranks.
+    model, opt = sharded(init_device_mesh("cpu", (2,)))
+    anchor = Anchor(optimizer_tensors(opt))
+    rec = {
+        "anchor_bytes": anchor.nbytes,
+        "full_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "copies_plain": all(type(c) is torch.Tensor for c in anchor.copies),
+        "placements": sorted({str(p.placements) for p in model.parameters()}),
+        "steps": [],
+    }
+    step = 0
+    for _ in range(RL_STEPS):
+        with CommDebugMode() as snap_comm:
+            anchor.snapshot()
+        theta0 = full(model)
+        for _ in range(K):
+            lm_step(model, opt, step, rank)
+            step += 1
+        theta_k = full(model)
+        with CommDebugMode() as drift_comm:
+            drift = anchor.drift_norm()
+        with CommDebugMode() as repo_comm:
+            anchor.reposition(ALPHA)
+        theta_tilde = full(model)
+        lm_step(model, opt, step, rank)  # the slow correction
+        step += 1
+        rec["steps"].append(
+            {
+                "theta0": theta0,
+                "theta_k": theta_k,
+                "theta_tilde": theta_tilde,
+                "drift": drift,
+                "comm": {
+                    "snapshot": comm_counts(snap_comm),
+                    "drift": comm_counts(drift_comm),
+                    "reposition": comm_counts(repo_comm),
+                },
+            }
+        )
+    rec["final"] = full(model)
+
+    # HSDP with a replica dim of 2 and a shard dim of 1: every parameter (Replicate(), Shard(0)), each rank holds
+    # all of it. The drift norm must count each element once, not once per replica.
+    mesh = init_device_mesh("cpu", (2, 1), mesh_dim_names=("replicate", "shard"))
+    model, opt = sharded(mesh)
+    anchor = Anchor(optimizer_tensors(opt))
+    anchor.snapshot()
+    for s in range(K):
+        lm_step(model, opt, s, rank)
+    rec["hsdp"] = {
+        "placements": sorted({str(p.placements) for p in model.parameters()}),
+        "drift": anchor.drift_norm(),
+    }
+    torch.save(rec, out / f"direct-rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def force_fsdp_on_cpu() -> None:
+    """accelerate 1.15 keeps FSDP for GPU-type backends only: on CPU, `AcceleratorState` leaves a run with an
+    fsdp_plugin as MULTI_CPU and the plugin is silently dropped (the model is wrapped in DDP). torch's FSDP2 itself
+    runs on CPU with gloo, so restore the choice accelerate would make on a GPU."""
+    import accelerate.state
+    from accelerate.utils import DistributedType
+
+    original = accelerate.state.AcceleratorState.__init__
+    plugin = []
+
+    def init(self, *args, **kwargs):
+        if kwargs.get("fsdp_plugin") is not None:
+            plugin.append(kwargs["fsdp_plugin"])
+        original(self, *args, **kwargs)
+        # AcceleratorState is rebuilt later without the plugin (shared state), so apply it every time
+        if plugin and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = plugin[0]
+
+    accelerate.state.AcceleratorState.__init__ = init
+
+
+def trainer(out: Path, backend: str) -> None:
+    from datasets import Dataset
+
+    from conftest import digit_reward
+    from sfpo import SFPOConfig, SFPOTrainer
+
+    extra = {}
+    if backend == "fsdp":
+        force_fsdp_on_cpu()
+        fsdp_config = {
+            "fsdp_version": 2,
+            "transformer_layer_cls_to_wrap": ["Qwen2DecoderLayer"],
+            "reshard_after_forward": True,
+            "state_dict_type": "FULL_STATE_DICT",
+        }
+        extra = {"fsdp": True, "fsdp_config": fsdp_config}
+    data = Dataset.from_dict({"prompt": [f"{a}+{b}=" for a in range(8) for b in range(8)]})
+    args = SFPOConfig(
+        output_dir=str(out / f"run-{backend}"),
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        save_strategy="no",
+        disable_tqdm=True,
+        gradient_checkpointing=False,
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=5,
+        learning_rate=5e-3,
+        sfpo_inner_steps=K,
+        sfpo_alpha=ALPHA,
+        sfpo_max_rl_steps=RL_STEPS,
+        ddp_backend="gloo",
+        logging_steps=1,
+        **extra,
+    )
+    t = SFPOTrainer(model=str(out / "model"), reward_funcs=digit_reward, args=args, train_dataset=data)
+    t.train()
+    params = list(t.model.parameters())
+    rec = {
+        "distributed_type": str(t.accelerator.distributed_type),
+        "dtensor": all(hasattr(p, "placements") for p in params),
+        "anchor_bytes": t._anchor.nbytes,
+        "full_bytes": sum(p.numel() * p.element_size() for p in params),
+        "drifts": [h["sfpo/drift_norm"] for h in t.state.log_history if "sfpo/drift_norm" in h],
+        "rl_step": t.sfpo_rl_step,
+        "weights": full(t.model),
+    }
+    torch.save(rec, out / f"trainer-{backend}-rank{args.process_index}.pt")
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if sys.argv[2] == "direct":
+        direct(out)
+    else:
+        trainer(out, sys.argv[3])
