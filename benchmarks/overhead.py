@@ -71,7 +71,7 @@ def policy_and_task(name: str):
 def common_fields(out: str, steps: int, policy: str, max_len: int, device: str) -> dict:
     prompts, gens = (4, 8) if policy == "smollm2" else (16, 8)
     return dict(
-        output_dir=out, use_cpu=device == "cpu", bf16=False, gradient_checkpointing=False, report_to=[],
+        output_dir=out, use_cpu=device == "cpu", bf16=False, activation_checkpointing=False, report_to=[],
         disable_tqdm=True, log_level="error", save_strategy="no", seed=0, logging_steps=1,
         num_generations=gens, per_device_train_batch_size=prompts * gens // 2, steps_per_generation=2,
         learning_rate=1e-5, lr_scheduler_type="constant", max_completion_length=max_len, beta=0.0,

@@ -17,7 +17,7 @@ if not (model_dir / "config.json").exists() and rank == 0:
 data = Dataset.from_dict({"prompt": [f"{a}+{b}=" for a in range(8) for b in range(8)]})
 args = SFPOConfig(
     output_dir=str(out / "run"), use_cpu=True, bf16=False, report_to=[], save_strategy="no", disable_tqdm=True,
-    gradient_checkpointing=False, per_device_train_batch_size=4, num_generations=4, max_completion_length=5,
+    activation_checkpointing=False, per_device_train_batch_size=4, num_generations=4, max_completion_length=5,
     learning_rate=5e-3, sfpo_inner_steps=2, sfpo_alpha=0.5, sfpo_max_rl_steps=2, ddp_backend="gloo",
 )
 with args.main_process_first():

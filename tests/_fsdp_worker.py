@@ -167,7 +167,7 @@ def trainer(out: Path, backend: str) -> None:
         report_to=[],
         save_strategy="no",
         disable_tqdm=True,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         per_device_train_batch_size=4,
         num_generations=4,
         max_completion_length=5,

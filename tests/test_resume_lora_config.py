@@ -13,7 +13,7 @@ from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.reposition import optimizer_tensors
 
 BASE = dict(
-    use_cpu=True, bf16=False, report_to=[], disable_tqdm=True, gradient_checkpointing=False, seed=1,
+    use_cpu=True, bf16=False, report_to=[], disable_tqdm=True, activation_checkpointing=False, seed=1,
     per_device_train_batch_size=4, num_generations=4, steps_per_generation=2, max_completion_length=5,
     learning_rate=5e-3, lr_scheduler_type="constant",
 )

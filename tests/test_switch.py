@@ -90,7 +90,7 @@ def test_trainer_after_switch_makes_one_pass_per_batch_and_keeps_prompt_order(ti
     expected_switch = 3 if two_sided else 5
     args = SFPOConfig(
         output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], save_strategy="no", disable_tqdm=True,
-        gradient_checkpointing=False, shuffle_dataset=False, per_device_train_batch_size=4, num_generations=4,
+        activation_checkpointing=False, shuffle_dataset=False, per_device_train_batch_size=4, num_generations=4,
         steps_per_generation=2, max_completion_length=4, sfpo_inner_steps=2, sfpo_zscore_window=3,
         sfpo_zscore_two_sided=two_sided, sfpo_max_rl_steps=8,
     )

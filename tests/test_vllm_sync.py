@@ -118,7 +118,7 @@ def test_vllm_gets_weights_after_the_slow_pass(tiny_lm, toy_dataset, tmp_path, m
         seed=0,
         save_strategy="no",
         disable_tqdm=True,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         shuffle_dataset=False,
         logging_steps=1,
         per_device_train_batch_size=4,

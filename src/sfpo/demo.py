@@ -103,7 +103,7 @@ def arm_config(settings: DemoSettings, arm: str, run_dir: Path):
         output_dir=str(run_dir),
         use_cpu=True,
         bf16=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         seed=settings.seed,
         data_seed=settings.seed,
         report_to=[],
