@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 
-import click
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from sfpo.cli import _spread_multi_values, app
@@ -39,9 +37,7 @@ def write_run(folder, points):
 
 
 def invoke(*args):
-    # With a single registered command typer runs it directly; with several, it needs the name.
-    prefix = ["compare"] if isinstance(typer.main.get_command(app), click.Group) else []
-    return CliRunner().invoke(app, [*prefix, *map(str, args)])
+    return CliRunner().invoke(app, ["compare", *map(str, args)])
 
 
 def assert_bad_input(result, *fragments):

@@ -141,3 +141,24 @@ def test_anchor_on_cpu_and_logged_metrics(tiny_lm, toy_dataset, tmp_path):
     assert [h["sfpo/rollouts"] for h in rl_logs] == [8, 16]
     assert all(h["sfpo/active"] == 1 and h["sfpo/alpha"] == 0.8 and h["sfpo/drift_norm"] > 0 for h in rl_logs)
     assert "sfpo/entropy_z" in rl_logs[1] and "sfpo/entropy_z" not in rl_logs[0]
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(loss_type="grpo"),
+        dict(loss_type="dr_grpo"),
+        dict(loss_type="bnpo"),
+        dict(loss_type="dapo", epsilon_high=0.28),
+        dict(loss_type="grpo", importance_sampling_level="sequence"),  # GSPO's sequence-level ratios
+        dict(loss_type="cispo"),
+    ],
+    ids=["grpo", "dr_grpo", "bnpo", "dapo", "gspo", "cispo"],
+)
+def test_loss_variants_run_the_slow_fast_update(tiny_lm, toy_dataset, tmp_path, variant):
+    args = sfpo_args(tmp_path, sfpo_inner_steps=1, sfpo_alpha=0.5, sfpo_max_rl_steps=1, **variant)
+    trainer = run(Recorder, tiny_lm, args, toy_dataset)
+    for t0, tk, tt in zip(trainer.theta0, trainer.theta_k, trainer.theta_tilde):
+        assert torch.equal(tt, torch.lerp(tk, t0, 0.5))
+    final = [p.detach() for p in optimizer_tensors(trainer.optimizer)]
+    assert any(not torch.equal(a, b) for a, b in zip(trainer.theta_tilde, final)), "the slow pass moved the weights"

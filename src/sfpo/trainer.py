@@ -17,6 +17,7 @@ then on one pass per generation batch, and the sampler's repeats of a batch are 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -29,6 +30,7 @@ from sfpo.config import SFPOConfig
 from sfpo.reposition import Anchor, optimizer_tensors
 from sfpo.switch import SFPOSwitch
 
+logger = logging.getLogger(__name__)
 STATE_FILE = "sfpo_state.json"  # human-readable summary, written by the main process
 
 
@@ -83,6 +85,7 @@ class SFPOTrainer(GRPOTrainer):
         self._pass_entropies: list[float] = []
         self._drift_norm: float | None = None
         self._sfpo_logs: dict[str, float] = {}
+        self._warned_no_entropy = False
         self._epoch_iter = None
         self._epoch = -1
         self._loader_pos = 0  # loader batches drawn in the current epoch
@@ -121,9 +124,13 @@ class SFPOTrainer(GRPOTrainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
 
         if phase >= cycle - spg:  # the last pass: its entropy feeds the switch
-            entropy = self._metrics["train"].get("entropy")
+            entropy = self._metrics["train"].get("entropy")  # TRL appends one value per micro-step
             if entropy:
                 self._pass_entropies.append(entropy[-1])
+            elif self.args.sfpo_switch == "entropy_zscore" and not self._warned_no_entropy:
+                self._warned_no_entropy = True
+                logger.warning("the trainer logged no training entropy (e.g. a fused loss kernel), so the entropy "
+                               "switch cannot fire; use sfpo_switch='step' or 'none' to make that explicit")
         if phase == cycle - 1:
             self._end_rl_step()
         return loss

@@ -1,0 +1,123 @@
+"""Rollouts (and wall-clock) SFPO needs to reach GRPO's best held-out accuracy, on the embedded task.
+
+Three comparisons, each over the same seeds and the same rollout budget, measured with `sfpo compare`'s code:
+
+1. same learning rate (the paper's protocol): GRPO vs SFPO (K=3, α=0.8) at GRPO's best learning rate;
+2. each arm at its own best learning rate, both chosen from the same sweep on a separate seed;
+3. the equal-compute control: GRPO with K+1 plain passes per batch (α=1, `grpo-k4`) at the same learning rate,
+   so the part of any gain that is the reposition itself can be told apart from "more passes per batch".
+
+    python benchmarks/efficiency.py --seeds 0 1 2 3 4 --steps 30 --lrs 2e-5 5e-5 1e-4 --out runs/bench-efficiency
+
+Prints the tables and writes one report folder per comparison (report.md + plots) under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from sfpo.demo import DemoSettings, build_policy, run_arm
+from sfpo.report import compare_runs, format_table, load_run, write_report
+
+
+def run(settings: DemoSettings, arm: str, lr: float, seed: int, folder: Path, policy: str) -> Path:
+    """One arm, reused if a finished run is already in `folder` (the benchmark can be resumed)."""
+    lines = folder / "metrics.jsonl"
+    if lines.exists() and any(json.loads(x)["rl_step"] == settings.steps for x in lines.read_text().splitlines()
+                              if x.endswith("}")):
+        return folder
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    s = DemoSettings(**{**vars(settings), "learning_rate": lr, "seed": seed, "arms": (arm,)})
+    start = time.perf_counter()
+    run_arm(s, arm, policy, folder)
+    print(f"  {arm:8s} lr={lr:g} seed={seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    return folder
+
+
+def best_accuracy(folder: Path) -> float:
+    return max(r["eval/accuracy"] for r in load_run(folder).records if "eval/accuracy" in r)
+
+
+def final_accuracy(folder: Path) -> float:
+    return [r["eval/accuracy"] for r in load_run(folder).records if "eval/accuracy" in r][-1]
+
+
+def compare(name: str, base: list[Path], cand: list[Path], out: Path) -> dict:
+    baselines, candidates = [load_run(p) for p in base], [load_run(p) for p in cand]
+    result = compare_runs(baselines, candidates)
+    write_report(result, baselines, candidates, out / name)
+    print(f"\n### {name}\n")
+    print(format_table(result))
+    summary = {
+        "baseline best (median)": result["baseline_best"],
+        "candidate best (median)": result["candidate_best"],
+        "baseline final (mean)": statistics.fmean(final_accuracy(p) for p in base),
+        "candidate final (mean)": statistics.fmean(final_accuracy(p) for p in cand),
+    }
+    print("\n" + " | ".join(f"{k}: {v:.3f}" for k, v in summary.items() if v is not None))
+    return {**result, **summary}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--sweep-seed", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--lrs", type=float, nargs="+", default=[2e-5, 5e-5, 1e-4])
+    parser.add_argument("--task", default="arithmetic")
+    parser.add_argument("--out", default="runs/bench-efficiency")
+    opts = parser.parse_args()
+    started = time.perf_counter()
+    out = Path(opts.out)
+    base = DemoSettings(task=opts.task, steps=opts.steps)
+    base.validate()
+    policy = build_policy(base)
+
+    print(f"learning-rate sweep on seed {opts.sweep_seed}: {opts.lrs}", flush=True)
+    best_lr = {}
+    for arm in ("grpo", "sfpo"):
+        scores = {lr: best_accuracy(run(base, arm, lr, opts.sweep_seed, out / "sweep" / f"{arm}-lr{lr:g}", policy))
+                  for lr in opts.lrs}
+        best_lr[arm] = max(scores, key=lambda lr: (scores[lr], -lr))
+        print(f"  {arm}: best accuracy by lr {json.dumps({f'{k:g}': round(v, 3) for k, v in scores.items()})}"
+              f" -> {best_lr[arm]:g}", flush=True)
+
+    shared = best_lr["grpo"]  # the paper's protocol: one learning rate, the baseline's best
+    runs: dict[tuple[str, float], list[Path]] = {}
+    for arm, lr in {("grpo", shared), ("sfpo", shared), ("grpo-k4", shared), ("sfpo", best_lr["sfpo"])}:
+        runs[(arm, lr)] = [run(base, arm, lr, seed, out / f"{arm}-lr{lr:g}" / f"seed{seed}", policy)
+                           for seed in opts.seeds]
+
+    results = {
+        "same-lr: grpo vs sfpo": compare("same-lr-grpo-vs-sfpo", runs[("grpo", shared)], runs[("sfpo", shared)], out),
+        "own-lr: grpo vs sfpo": compare("own-lr-grpo-vs-sfpo", runs[("grpo", shared)],
+                                        runs[("sfpo", best_lr["sfpo"])], out),
+        "same-lr: grpo vs grpo-k4 (equal compute)": compare("same-lr-grpo-vs-grpo-k4", runs[("grpo", shared)],
+                                                           runs[("grpo-k4", shared)], out),
+        "same-lr: grpo-k4 vs sfpo (the reposition itself)": compare("same-lr-grpo-k4-vs-sfpo",
+                                                                   runs[("grpo-k4", shared)],
+                                                                   runs[("sfpo", shared)], out),
+    }
+    print("\n## Summary (medians over seeds; ratio = baseline rollouts to its best ÷ candidate rollouts to match)\n")
+    print("| comparison | baseline best | candidate best | rollout ratio [range] | wall ratio | matched |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        ratio = "never" if r["rollout_ratio"] is None else f"{r['rollout_ratio']:.2f}× {r.get('rollout_ratio_range')}"
+        wall = "-" if r["wall_ratio"] is None else f"{r['wall_ratio']:.2f}×"
+        print(f"| {name} | {r['baseline_best']:.3f} | {r['candidate_best']:.3f} | {ratio} | {wall} | "
+              f"{r['matched_pairs']} |")
+    print(f"\nlearning rates: grpo best {best_lr['grpo']:g}, sfpo best {best_lr['sfpo']:g}; seeds {opts.seeds}; "
+          f"{opts.steps} RL steps × {base.prompts_per_step * base.num_generations} rollouts per arm")
+    (out / "summary.json").write_text(json.dumps({"best_lr": best_lr, "results": results}, indent=2, default=str))
+    print(f"benchmark took {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
