@@ -143,3 +143,18 @@ def test_unknown_task_names_the_choices():
     for name in TASK_NAMES:
         assert name in str(error.value)
     assert get_task(TASKS["arithmetic"]) is TASKS["arithmetic"]
+
+
+def test_arithmetic_reward_agrees_with_math_accuracy_on_number_literals():
+    """The task's fast integer compare and the math pipeline's math-verify check give the same scores."""
+    from sfpo.rewards import math_accuracy
+
+    cases = [(c, a) for c, a, _ in ARITHMETIC_CASES if "+" not in c] + [
+        ("\\boxed{+32}", "32"),
+        ("\\boxed{1,000}", "1000"),
+        ("\\boxed{1{,}000}", "1000"),
+        ("\\boxed{1000.5}", "1000"),
+        ("\\boxed{-0}", "0"),
+    ]
+    completions, answers = [c for c, _ in cases], [a for _, a in cases]
+    assert ArithmeticTask().reward(completions, answers) == math_accuracy(completions, answer=answers)

@@ -10,8 +10,15 @@ from sfpo import tiny
 from sfpo.tasks import get_task
 
 # Small enough to build in a couple of seconds; the recipe is the same as the default one.
-SMALL = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "sft_steps": 8,
-         "batch_size": 8, "eval_problems": 8}
+SMALL = {
+    "hidden_size": 32,
+    "num_layers": 1,
+    "num_heads": 2,
+    "intermediate_size": 64,
+    "sft_steps": 8,
+    "batch_size": 8,
+    "eval_problems": 8,
+}
 
 
 def _weights(folder):
@@ -49,8 +56,9 @@ def test_folder_loads_offline_and_generates(small_policy):
     assert out.shape[1] > ids["input_ids"].shape[1]
     assert isinstance(tokenizer.decode(out[0], skip_special_tokens=True), str)
     # Chat prompts work too (ChatML), with EOS = <|im_end|> for both prompt styles.
-    chat = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                         tokenize=False)
+    chat = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+    )
     assert chat.endswith("<|im_start|>assistant\n")
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token_id != tokenizer.eos_token_id
     assert len(tokenizer(chat)["input_ids"]) < len(chat)  # special tokens are single tokens
@@ -88,6 +96,13 @@ def test_cache_key_covers_settings(tmp_path, monkeypatch):
     assert tiny.tiny_cache_path().parent == tmp_path / "env" / "tiny"
     with pytest.raises(ValueError, match="hidden"):
         tiny.tiny_cache_path(hiden_size=3)
+
+
+def test_task_defaults_then_overrides():
+    _, countdown = tiny._resolve("countdown", {})
+    assert countdown.sft_steps == tiny.TASK_DEFAULTS["countdown"]["sft_steps"]
+    assert tiny._resolve("countdown", {"sft_steps": 5})[1].sft_steps == 5
+    assert tiny._resolve("arithmetic", {})[1] == tiny.TinySettings()
 
 
 def test_leftover_temp_folder_is_not_a_cache_hit(tmp_path):
