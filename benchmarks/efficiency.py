@@ -7,7 +7,10 @@ Three comparisons, each over the same seeds and the same rollout budget, measure
 3. the equal-compute control: GRPO with K+1 plain passes per batch (α=1, `grpo-k4`) at the same learning rate,
    so the part of any gain that is the reposition itself can be told apart from "more passes per batch".
 
-    python benchmarks/efficiency.py --seeds 0 1 2 3 4 --steps 30 --lrs 2e-5 5e-5 1e-4 --out runs/bench-efficiency
+    python benchmarks/efficiency.py --seeds 0 1 2 3 4 --steps 24 --lrs 5e-5 1e-4 2e-4 --jobs 2 --out runs/bench-efficiency
+
+With --jobs 2 two runs share the machine at a time (one thread each): wall-clock columns then measure a loaded
+machine, the same for every arm.
 
 Prints the tables and writes one report folder per comparison (report.md + plots) under --out.
 """
@@ -16,8 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 from sfpo.demo import DemoSettings, build_policy, run_arm
@@ -39,6 +45,24 @@ def run(settings: DemoSettings, arm: str, lr: float, seed: int, folder: Path, po
     run_arm(s, arm, policy, folder)
     print(f"  {arm:8s} lr={lr:g} seed={seed}: {time.perf_counter() - start:.0f} s", flush=True)
     return folder
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # --jobs processes share the cores; one thread each avoids oversubscription
+
+
+def run_all(jobs: list[tuple], workers: int) -> list[Path]:
+    """Runs (settings, arm, lr, seed, folder, policy) jobs, `workers` at a time, each in its own process."""
+    if workers <= 1:
+        return [run(*job) for job in jobs]
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
+        return list(pool.map(_run_job, jobs))
+
+
+def _run_job(job: tuple) -> Path:
+    return run(*job)
 
 
 def best_accuracy(folder: Path) -> float:
@@ -69,10 +93,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--sweep-seed", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--lrs", type=float, nargs="+", default=[2e-5, 5e-5, 1e-4])
+    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--lrs", type=float, nargs="+", default=[5e-5, 1e-4, 2e-4])
     parser.add_argument("--task", default="arithmetic")
     parser.add_argument("--out", default="runs/bench-efficiency")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs in parallel")
     opts = parser.parse_args()
     started = time.perf_counter()
     out = Path(opts.out)
@@ -81,19 +106,21 @@ def main() -> None:
     policy = build_policy(base)
 
     print(f"learning-rate sweep on seed {opts.sweep_seed}: {opts.lrs}", flush=True)
+    sweep = [(base, arm, lr, opts.sweep_seed, out / "sweep" / f"{arm}-lr{lr:g}", policy)
+             for arm in ("grpo", "sfpo") for lr in opts.lrs]
+    run_all(sweep, opts.jobs)
     best_lr = {}
     for arm in ("grpo", "sfpo"):
-        scores = {lr: best_accuracy(run(base, arm, lr, opts.sweep_seed, out / "sweep" / f"{arm}-lr{lr:g}", policy))
-                  for lr in opts.lrs}
+        scores = {lr: best_accuracy(out / "sweep" / f"{arm}-lr{lr:g}") for lr in opts.lrs}
         best_lr[arm] = max(scores, key=lambda lr: (scores[lr], -lr))
         print(f"  {arm}: best accuracy by lr {json.dumps({f'{k:g}': round(v, 3) for k, v in scores.items()})}"
               f" -> {best_lr[arm]:g}", flush=True)
 
     shared = best_lr["grpo"]  # the paper's protocol: one learning rate, the baseline's best
-    runs: dict[tuple[str, float], list[Path]] = {}
-    for arm, lr in {("grpo", shared), ("sfpo", shared), ("grpo-k4", shared), ("sfpo", best_lr["sfpo"])}:
-        runs[(arm, lr)] = [run(base, arm, lr, seed, out / f"{arm}-lr{lr:g}" / f"seed{seed}", policy)
-                           for seed in opts.seeds]
+    arms = sorted({("grpo", shared), ("sfpo", shared), ("grpo-k4", shared), ("sfpo", best_lr["sfpo"])})
+    runs = {(arm, lr): [out / f"{arm}-lr{lr:g}" / f"seed{seed}" for seed in opts.seeds] for arm, lr in arms}
+    run_all([(base, arm, lr, seed, folder, policy) for (arm, lr), folders in runs.items()
+             for seed, folder in zip(opts.seeds, folders)], opts.jobs)
 
     results = {
         "same-lr: grpo vs sfpo": compare("same-lr-grpo-vs-sfpo", runs[("grpo", shared)], runs[("sfpo", shared)], out),

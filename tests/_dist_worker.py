@@ -4,9 +4,9 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import build_tiny_lm, digit_reward
 from datasets import Dataset
 
+from conftest import build_tiny_lm, digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
 
 out = Path(sys.argv[1])

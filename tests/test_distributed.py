@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tiny_lm
 from transformers import AutoModelForCausalLM
+
+from conftest import build_tiny_lm
 
 pytestmark = pytest.mark.distributed
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import digit_reward
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM
 from trl import GRPOConfig
 
+from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.reposition import optimizer_tensors
 

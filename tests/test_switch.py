@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import digit_reward
 
+from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.switch import SFPOSwitch, entropy_zscore
 

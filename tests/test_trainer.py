@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import digit_reward
 from transformers import AutoModelForCausalLM
 from trl import GRPOConfig, GRPOTrainer
 
+from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.reposition import optimizer_tensors
 

@@ -84,7 +84,8 @@ def train(
         typer.echo(resolved_yaml(recipe))
         return
     from sfpo.data import DatasetUnavailableError
-    from sfpo.pipeline import ModelUnavailableError, check_run_dir, train as run_train
+    from sfpo.pipeline import ModelUnavailableError, check_run_dir
+    from sfpo.pipeline import train as run_train
 
     try:
         check_run_dir(recipe, resume)
