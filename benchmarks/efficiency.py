@@ -7,7 +7,7 @@ Three comparisons, each over the same seeds and the same rollout budget, measure
 3. the equal-compute control: GRPO with K+1 plain passes per batch (α=1, `grpo-k4`) at the same learning rate,
    so the part of any gain that is the reposition itself can be told apart from "more passes per batch".
 
-    python benchmarks/efficiency.py --seeds 0 1 2 3 4 --steps 24 --lrs 5e-5 1e-4 2e-4 --jobs 2 --out runs/bench-efficiency
+    python benchmarks/efficiency.py --seeds 0 1 2 3 4 --steps 30 --lrs 5e-5 1e-4 2e-4 --jobs 2 --out runs/bench-efficiency
 
 With --jobs 2 two runs share the machine at a time (one thread each): wall-clock columns then measure a loaded
 machine, the same for every arm.
@@ -93,7 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--sweep-seed", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--lrs", type=float, nargs="+", default=[5e-5, 1e-4, 2e-4])
     parser.add_argument("--task", default="arithmetic")
     parser.add_argument("--out", default="runs/bench-efficiency")

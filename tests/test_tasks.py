@@ -8,7 +8,7 @@ import pytest
 
 from sfpo.tasks import TASKS, ArithmeticTask, CountdownTask, generation_kwargs_for, get_task, parse_expression
 
-TASK_NAMES = sorted(TASKS)
+TASK_NAMES = sorted(n for n in TASKS if n != "addition")  # the tiny policy's tasks; addition below
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)
@@ -158,3 +158,30 @@ def test_arithmetic_reward_agrees_with_math_accuracy_on_number_literals():
     ]
     completions, answers = [c for c, _ in cases], [a for _, a in cases]
     assert ArithmeticTask().reward(completions, answers) == math_accuracy(completions, answer=answers)
+
+
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        ("12 + 7 = 19", 1.0),
+        ("The answer is 19.", 1.0),
+        ("\\boxed{19}", 1.0),
+        ([{"role": "assistant", "content": "So the sum is 19"}], 1.0),
+        ("12 + 7 = 20", 0.0),
+        ("nineteen", 0.0),
+        ("", 0.0),
+    ],
+)
+def test_addition_reads_the_final_number(completion, expected):
+    task = get_task("addition")
+    assert task.reward([completion], answer=["19"]) == [expected]
+
+
+def test_addition_prompts_are_chat_messages_and_held_out_set_is_fixed():
+    task = get_task("addition")
+    row = task.train_dataset(3, seed=0)[0]
+    assert row["prompt"][0]["role"] == "user" and "Give the final answer" in row["prompt"][0]["content"]
+    first, again = task.eval_set(100), task.eval_set(100)
+    assert first["answer"] == again["answer"] and len(first) == 100
+    held = {m[0]["content"] for m in first["prompt"]}
+    assert not held & {m[0]["content"] for m in task.train_dataset(500, seed=3)["prompt"]}

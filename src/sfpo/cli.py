@@ -31,20 +31,26 @@ def fail(message: str) -> None:
 
 @app.command()
 def demo(
-    task: str = typer.Option("arithmetic", help="Offline task: arithmetic or countdown."),
-    steps: int = typer.Option(30, help="RL steps (generation batches) per arm."),
+    task: str = typer.Option(None, help="Offline task: arithmetic or countdown (tiny), addition (smollm2)."),
+    steps: int = typer.Option(None, help="RL steps (generation batches) per arm [default: 30; smollm2: 12]."),
     seed: int = typer.Option(0, help="Seed for rollouts and data order (the warm start is shared)."),
     out: str = typer.Option(None, help="Demo folder (default runs/demo-<timestamp>); must be new or empty."),
     arms: str = typer.Option("grpo,sfpo", help="Comma-separated arms: grpo, sfpo, grpo-k4 (equal-compute control)."),
     policy: str = typer.Option("tiny", help="tiny (built offline) or smollm2 (needs the smollm2 extra)."),
-    eval_every: int = typer.Option(3, help="Evaluate held-out accuracy every N RL steps."),
+    eval_every: int = typer.Option(None, help="Evaluate held-out accuracy every N RL steps [default: 3; smollm2: 4]."),
     learning_rate: float = typer.Option(None, help="Override the learning rate (same for every arm)."),
 ) -> None:
     """Train a GRPO baseline and SFPO from the same warm start, offline, and compare them."""
     from sfpo.demo import DemoSettings, prepare_out, run_demo
 
-    settings = DemoSettings(task=task, steps=steps, seed=seed, policy=policy, eval_every=eval_every,
-                            arms=tuple(a.strip() for a in arms.split(",") if a.strip()))
+    from sfpo.demo import SMOLLM2
+
+    preset = SMOLLM2 if policy == "smollm2" else {}
+    settings = DemoSettings(**{**preset, "policy": policy, "seed": seed,
+                               "arms": tuple(a.strip() for a in arms.split(",") if a.strip())})
+    settings.task = task or preset.get("task", "arithmetic")
+    settings.steps = steps if steps is not None else settings.steps
+    settings.eval_every = eval_every if eval_every is not None else settings.eval_every
     if learning_rate is not None:
         if not learning_rate > 0:
             fail(f"--learning-rate {learning_rate!r} is not allowed: it must be > 0")

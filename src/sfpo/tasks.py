@@ -450,9 +450,45 @@ class CountdownTask(Task):
         return float(value == target and sorted(used) == sorted(allowed))
 
 
+# --- addition, for small pretrained chat models ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdditionTask(Task):
+    """``What is 12 + 7?`` as a chat message, for a pretrained instruct model such as SmolLM2-135M.
+
+    Such a model rarely writes ``\boxed{}``, so the answer is read with ``sfpo.rewards.extract_answer``
+    (the boxed answer first, then "the answer is X", then the last number): the math pipeline's own
+    extraction, then an exact numeric compare. With operands in 1..30 SmolLM2-135M-Instruct answers 44% greedily and 11%
+    sampling at temperature 1.0 (25% at 0.7; measured in the shared environment notes): room for RL.
+    """
+
+    name: str = "addition"
+    min_value: int = 1
+    max_value: int = 30
+
+    @property
+    def max_completion_length(self) -> int:
+        return 48
+
+    def prompt(self, question: str) -> Any:
+        return [{"role": "user", "content": question}]
+
+    def make_problem(self, rng: random.Random) -> Problem:
+        a, b = rng.randint(self.min_value, self.max_value), rng.randint(self.min_value, self.max_value)
+        question = f"What is {a} + {b}? Give the final answer as a number at the end."
+        return Problem(question, str(a + b), f"{a} + {b} = {a + b}. The answer is {a + b}.")
+
+    def score(self, text: str, answer: str) -> float:
+        from sfpo.rewards import extract_answer
+
+        predicted = _parse_number(extract_answer(text))
+        return float(predicted is not None and predicted == _parse_number(answer))
+
+
 # --- registry ----------------------------------------------------------------------------------
 
-TASKS: dict[str, Task] = {task.name: task for task in (ArithmeticTask(), CountdownTask())}
+TASKS: dict[str, Task] = {task.name: task for task in (ArithmeticTask(), CountdownTask(), AdditionTask())}
 
 
 def get_task(name: str | Task) -> Task:
