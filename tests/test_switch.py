@@ -111,3 +111,18 @@ def test_trainer_after_switch_makes_one_pass_per_batch_and_keeps_prompt_order(ti
     assert trainer.prompts == [sorted(order[2 * i : 2 * i + 2]) for i in range(8)]
     logged = [h["sfpo/active"] for h in trainer.state.log_history if "sfpo/active" in h]
     assert logged == [int(a) for a in active]
+
+
+def test_stop_step_zero_is_plain_grpo_from_the_first_batch(tiny_lm, toy_dataset, tmp_path):
+    args = SFPOConfig(
+        output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], save_strategy="no", disable_tqdm=True,
+        activation_checkpointing=False, shuffle_dataset=False, per_device_train_batch_size=4, num_generations=4,
+        steps_per_generation=2, max_completion_length=4, sfpo_inner_steps=2, sfpo_switch="step", sfpo_stop_step=0,
+        sfpo_max_rl_steps=3,
+    )
+    Scripted.series = [1.0] * 3
+    trainer = Scripted(model=tiny_lm, reward_funcs=digit_reward, args=args, train_dataset=toy_dataset)
+    trainer.train()
+    assert [r[0] for r in trainer.record] == [False] * 3 and trainer.losses == 6
+    order = toy_dataset["prompt"]
+    assert trainer.prompts == [sorted(order[2 * i : 2 * i + 2]) for i in range(3)]

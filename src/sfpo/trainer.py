@@ -199,6 +199,15 @@ class SFPOTrainer(GRPOTrainer):
             pass
         return batches, self._get_num_items_in_batch(batches, device)
 
+    def get_train_dataloader(self):
+        # The sampler always repeats each generation batch for K+1 passes (what the skip above relies on),
+        # even when the switch is already off, e.g. with sfpo_stop_step=0 or on a second train() call.
+        current, self.num_iterations = self.num_iterations, self.args.num_iterations
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.num_iterations = current
+
     def set_initial_training_values(self, args, dataloader):
         values = list(super().set_initial_training_values(args, dataloader))
         num_train_epochs, updates_per_epoch = values[0], values[1]
