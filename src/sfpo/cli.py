@@ -41,9 +41,7 @@ def demo(
     learning_rate: float = typer.Option(None, help="Override the learning rate (same for every arm)."),
 ) -> None:
     """Train a GRPO baseline and SFPO from the same warm start, offline, and compare them."""
-    from sfpo.demo import DemoSettings, prepare_out, run_demo
-
-    from sfpo.demo import SMOLLM2
+    from sfpo.demo import SMOLLM2, DemoSettings, prepare_out, run_demo
 
     preset = SMOLLM2 if policy == "smollm2" else {}
     settings = DemoSettings(**{**preset, "policy": policy, "seed": seed,

@@ -227,7 +227,6 @@ def run_demo(settings: DemoSettings, out: str | os.PathLike | None = None, conso
     """Runs every arm, writes the report, prints the summary table. Returns the demo folder."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from transformers.utils import logging as hf_logging
 
     settings.validate()
