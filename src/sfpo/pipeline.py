@@ -159,12 +159,13 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     data = build_train_dataset(recipe, tokenizer)
     rewards = build_rewards(recipe)
     run_dir = recipe.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(resolved_yaml(recipe))
     peft_config = LoraConfig(**recipe.peft) if recipe.peft else None
     trainer = SFPOTrainer(model=policy, reward_funcs=rewards, args=recipe.trainer, train_dataset=data,
                           processing_class=tokenizer, peft_config=peft_config)
     evaluator = make_evaluator(recipe, tokenizer) if recipe.eval else None
+    # Written only once everything has loaded, so a bad model or dataset leaves no half-made run behind.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(resolved_yaml(recipe))
     RunRecorder(run_dir, evaluator=evaluator, eval_every=(recipe.eval or {}).get("every", 5),
                 save_best=(recipe.eval or {}).get("save_best", True)).attach(trainer)
     trainer.train(resume_from_checkpoint=checkpoint)
