@@ -88,11 +88,10 @@ def train(
         typer.echo(resolved_yaml(recipe))
         return
     from sfpo.data import DatasetUnavailableError
-    from sfpo.pipeline import ModelUnavailableError, check_run_dir
+    from sfpo.pipeline import ModelUnavailableError
     from sfpo.pipeline import train as run_train
 
-    try:
-        check_run_dir(recipe, resume)
+    try:  # train() checks the run folder before loading anything
         run_dir = run_train(recipe, resume=resume)
     except (RecipeError, ModelUnavailableError, DatasetUnavailableError, FileNotFoundError) as err:
         fail(str(err))

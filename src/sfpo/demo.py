@@ -214,13 +214,10 @@ def summarize(out: Path, arms: tuple[str, ...]) -> dict | None:
     if "grpo" not in arms or len(arms) < 2:
         plot_runs(runs, "eval/accuracy", out / "eval_accuracy_vs_rollouts.png")
         return None
-    candidate = "sfpo" if "sfpo" in arms else [a for a in arms if a != "grpo"][0]
+    candidate = "sfpo" if "sfpo" in arms else next(a for a in arms if a != "grpo")
     result = compare_runs(runs["grpo"], runs[candidate])
     write_report(result, runs["grpo"], runs[candidate], out)
-    result["wall_s"] = {arm: runs[arm][0].records[-1].get("wall_s") for arm in arms}
-    result["best"] = {arm: max((r["eval/accuracy"] for r in runs[arm][0].records if "eval/accuracy" in r), default=None)
-                      for arm in arms}
-    return result
+    return {**result, "candidate_arm": candidate}
 
 
 def run_demo(settings: DemoSettings, out: str | os.PathLike | None = None, console=None) -> Path:
@@ -272,7 +269,7 @@ def summary_table(result: dict | None, folder: Path, arms: tuple[str, ...]):
         if result is not None:
             if arm == "grpo":
                 reach = str(result["baseline_rollouts_to_best"])
-            elif arm == ("sfpo" if "sfpo" in arms else arm):
+            elif arm == result["candidate_arm"]:
                 match = result["candidate_rollouts_to_match"]
                 reach = "never" if match is None else str(match)
         table.add_row(arm, "-" if best is None else f"{best:.1%}", reach, f"{records[-1].get('wall_s', 0):.0f}")
