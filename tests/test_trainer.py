@@ -9,7 +9,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
-from sfpo.reposition import optimizer_tensors
+from sfpo.reposition import stepped_tensors
 
 COMMON = dict(
     use_cpu=True,
@@ -94,23 +94,27 @@ def test_alpha_zero_with_sgd_is_one_grpo_step(tiny_lm, toy_dataset, tmp_path):
 
 
 class Recorder(SFPOTrainer):
-    """Records θ0, θK and the weights the slow pass starts from, plus the AdamW moments around the reposition."""
+    """Records θ0, θK and the weights the slow pass starts from, plus the AdamW moments around the reposition.
+
+    θK exists only inside the last optimizer step of pass K, between the update and SFPO's reposition: a step
+    post-hook registered before SFPO's own (which registers at its first micro-step) sees it there."""
 
     def training_step(self, model, inputs, num_items_in_batch):
-        spg = self.args.steps_per_generation
-        phase = self._step % (spg * self.num_iterations)
-        if phase == 0 and not hasattr(self, "theta0"):
-            self.theta0 = [p.detach().clone() for p in optimizer_tensors(self.optimizer)]
-        if phase == self.sfpo_k * spg and not hasattr(self, "theta_k"):
-            self.theta_k = [p.detach().clone() for p in optimizer_tensors(self.optimizer)]
-            self.moments_before = [self.optimizer.state[p]["exp_avg"].clone() for p in optimizer_tensors(self.optimizer)]
+        if not hasattr(self, "theta0"):
+            self.theta0 = [p.detach().clone() for p in stepped_tensors(self.optimizer)]
+            self.optimizer.optimizer.register_step_post_hook(self._record_theta_k)
         return super().training_step(model, inputs, num_items_in_batch)
+
+    def _record_theta_k(self, opt, args, kwargs):
+        if self._step == self.sfpo_k * self.args.steps_per_generation and not hasattr(self, "theta_k"):
+            self.theta_k = [p.detach().clone() for p in stepped_tensors(opt)]
+            self.moments_before = [opt.state[p]["exp_avg"].clone() for p in stepped_tensors(opt)]
 
     def _prepare_inputs(self, generation_batch):
         spg = self.args.steps_per_generation
         if self._step % (spg * self.num_iterations) == self.sfpo_k * spg and not hasattr(self, "theta_tilde"):
-            self.theta_tilde = [p.detach().clone() for p in optimizer_tensors(self.optimizer)]
-            self.moments_after = [self.optimizer.state[p]["exp_avg"].clone() for p in optimizer_tensors(self.optimizer)]
+            self.theta_tilde = [p.detach().clone() for p in stepped_tensors(self.optimizer)]
+            self.moments_after = [self.optimizer.state[p]["exp_avg"].clone() for p in stepped_tensors(self.optimizer)]
         return super()._prepare_inputs(generation_batch)
 
 
@@ -134,7 +138,7 @@ def test_anchor_on_cpu_and_logged_metrics(tiny_lm, toy_dataset, tmp_path):
     trainer = run(SFPOTrainer, tiny_lm, args, toy_dataset)
     anchor = trainer._anchor
     assert all(c.device.type == "cpu" for c in anchor.copies)
-    trainable = optimizer_tensors(trainer.optimizer)
+    trainable = stepped_tensors(trainer.optimizer)
     assert anchor.nbytes == sum(p.numel() * p.element_size() for p in trainable)
     rl_logs = [h for h in trainer.state.log_history if "sfpo/rl_step" in h]
     assert [h["sfpo/rl_step"] for h in rl_logs] == [1, 2]
@@ -160,5 +164,5 @@ def test_loss_variants_run_the_slow_fast_update(tiny_lm, toy_dataset, tmp_path, 
     trainer = run(Recorder, tiny_lm, args, toy_dataset)
     for t0, tk, tt in zip(trainer.theta0, trainer.theta_k, trainer.theta_tilde):
         assert torch.equal(tt, torch.lerp(tk, t0, 0.5))
-    final = [p.detach() for p in optimizer_tensors(trainer.optimizer)]
+    final = [p.detach() for p in stepped_tensors(trainer.optimizer)]
     assert any(not torch.equal(a, b) for a, b in zip(trainer.theta_tilde, final)), "the slow pass moved the weights"

@@ -86,6 +86,11 @@ class SFPOConfig(GRPOConfig):
                 f"under SFPO num_iterations follows from sfpo_inner_steps (K + 1 = {k_plus_1}); leave "
                 "num_iterations unset, or set sfpo_inner_steps instead"
             )
+        if self.sfpo_inner_steps > 0 and self.fp16:
+            raise ValueError(
+                "fp16=True is not allowed with sfpo_inner_steps > 0: fp16 loss scaling skips optimizer steps on "
+                "overflow, which would leave an RL step's snapshot or reposition undone. Use bf16=True or fp32"
+            )
         super().__post_init__()
         # A pass must end on an optimizer step, or the reposition would land in the middle of an
         # accumulated gradient.

@@ -1,20 +1,28 @@
 """The heart of SFPO: snapshot θ0, then reposition θ ← θ0 + α(θK − θ0) before the slow correction.
 
-`Anchor` holds one copy of the trainable tensors the optimizer updates (trainable parameters only, so LoRA
-costs only the adapters) and moves them in place with `lerp_`:
+Both stages run *inside* `optimizer.step()` of the optimizer that really steps, through torch's step hooks:
 
-    θ.lerp_(θ0, 1 − α)   ==   θ0 + α(θ − θ0)
+    pre-hook of the first optimizer step of an RL step     θ0 ← θ                     (`Anchor.snapshot`)
+    post-hook of the last optimizer step of pass K         θ ← θ0 + α(θ − θ0)         (`Anchor.reposition`)
 
-No second "fast" copy is kept. Optimizer state, scheduler, old log-probs and advantages are untouched
-(spec §3). Under FSDP2 the parameters are DTensors: each rank anchors and moves its own local shard, with
-no gather of full weights.
+so they act on whatever tensors that optimizer holds at that moment: the parameters (one process, DDP), this
+rank's local shards (FSDP2 DTensors), or the fp32 master partitions of DeepSpeed ZeRO-1/2/3, with or without
+optimizer offload. DeepSpeed copies its masters into the model after every step, so a change of the model's
+weights would be undone; a change of the masters is carried into the model by DeepSpeed itself. Under ZeRO-3
+the client optimizer's `param_groups` are empty between steps, which is why nothing here reads them outside
+`step()`.
+
+`Anchor` keeps one copy per stepped tensor (trainable tensors only, so LoRA costs only the adapters) and
+moves them in place with `θ.lerp_(θ0, 1 − α)`, which equals θ0 + α(θ − θ0). Copies are matched to tensors by
+*slot*: the order in which the optimizer presents them within one step (ZeRO-1/2 call `step()` once per param
+group, ZeRO-3 once per sub-group; the order is the same every step). Optimizer state, scheduler, old log-probs
+and advantages are untouched (spec §3).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
+import torch.distributed as dist
 
 try:  # torch >= 2.4
     from torch.distributed.tensor import DTensor
@@ -22,8 +30,8 @@ except ImportError:  # pragma: no cover
     DTensor = ()  # type: ignore[assignment]
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
-    """The tensors `optimizer.step()` really updates, in a fixed order, each once."""
+def stepped_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The tensors this call of `optimizer.step()` updates, in a fixed order, each once."""
     seen: set[int] = set()
     tensors = []
     for group in optimizer.param_groups:
@@ -34,85 +42,189 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return tensors
 
 
+def stepping_optimizers(optimizer) -> tuple[list[torch.optim.Optimizer], object | None]:
+    """The torch optimizers that really step, under the wrappers (accelerate's, DeepSpeed's ZeRO optimizer),
+    and the process group over which their tensors are partitioned, if a ZeRO optimizer says so."""
+    dp_group, found = None, []
+    while getattr(optimizer, "optimizer", None) is not None:  # AcceleratedOptimizer, DeepSpeed's ZeRO/BF16
+        dp_group = getattr(optimizer, "dp_process_group", dp_group)
+        backup = getattr(optimizer, "backup_optimizer", None)  # ZeRO-3 partial offload steps GPU sub-groups here
+        if isinstance(backup, torch.optim.Optimizer):
+            found.append(backup)
+        optimizer = optimizer.optimizer
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"SFPO needs a torch.optim.Optimizer to hook into, but the optimizer that steps is "
+            f"{type(optimizer).__name__}; use a torch optimizer (e.g. the trainer's default AdamW)"
+        )
+    return [optimizer, *found], dp_group
+
+
 def _local(t: torch.Tensor) -> torch.Tensor:
-    """This rank's storage of a parameter (its shard under FSDP2), usable for in-place updates."""
+    """This rank's storage of a tensor (its shard under FSDP2), usable for in-place updates."""
     return t.to_local() if isinstance(t, DTensor) else t
 
 
 class Anchor:
-    """θ0 of the current RL step for a fixed list of tensors, kept on `device` ("same" or "cpu")."""
+    """θ0 of the current RL step, one preallocated copy per slot, kept on `device` ("same" or "cpu")."""
 
-    def __init__(self, params: Iterable[torch.Tensor], device: str = "same"):
+    def __init__(self, device: str = "same"):
         if device not in ("same", "cpu"):
             raise ValueError(f"sfpo_anchor_device={device!r} is not allowed; use 'same' or 'cpu'")
-        self.params = list(params)
         self.device = device
-        pin = device == "cpu" and torch.cuda.is_available()
-        self.copies = []
-        for p in self.params:
-            local = _local(p.detach())
-            if device == "cpu":
-                self.copies.append(torch.empty(local.shape, dtype=local.dtype, device="cpu", pin_memory=pin))
-            else:
-                self.copies.append(torch.empty_like(local))
+        self.copies: list[torch.Tensor] = []
+        self.tensors: list[torch.Tensor] = []  # what each slot anchored last (for inspection and tests)
 
     @property
     def nbytes(self) -> int:
         return sum(c.numel() * c.element_size() for c in self.copies)
 
-    @torch.no_grad()
-    def snapshot(self) -> None:
-        """θ0 ← θ (in place into the preallocated copies)."""
-        for p, c in zip(self.params, self.copies):
-            c.copy_(_local(p.detach()), non_blocking=True)
-
-    def _on(self, c: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return c if c.device == like.device else c.to(like.device, non_blocking=True)
-
-    @torch.no_grad()
-    def drift_norm(self) -> float:
-        """‖θ − θ0‖ over all anchored tensors; each element counted once however it is sharded or replicated."""
-        # Squared drift of the local pieces, grouped by the mesh dims they are sharded over: a DTensor is summed
-        # over its Shard dims only (over a Replicate dim, e.g. HSDP's replica groups, every rank holds the same
-        # piece and a world all-reduce would count it once per replica); a plain tensor is whole on each rank.
-        partial: dict[tuple, torch.Tensor] = {}
-        meshes = {}
-        for p, c in zip(self.params, self.copies):
-            local = _local(p.detach())
-            sq = (local.float() - self._on(c, local).float()).pow(2).sum()
-            key: tuple = ()
-            if isinstance(p, DTensor):
-                dims = tuple(i for i, pl in enumerate(p.placements) if pl.is_shard())
-                if dims:
-                    meshes[id(p.device_mesh)] = p.device_mesh
-                    key = (id(p.device_mesh), dims)
-            partial[key] = sq if key not in partial else partial[key] + sq
-        total = 0.0
-        for key, sq in partial.items():
-            if key:
-                mesh, dims = meshes[key[0]], key[1]
-                for d in dims:  # one scalar all-reduce per sharded mesh dim; no weights are gathered
-                    torch.distributed.all_reduce(sq, group=mesh.get_group(d))
-            total += float(sq)
-        return total**0.5
+    def _copy(self, slot: int, local: torch.Tensor) -> torch.Tensor:
+        if slot == len(self.copies):  # first sight of this slot: allocate once, reuse every RL step
+            if self.device == "cpu" and local.device.type != "cpu":
+                pin = torch.cuda.is_available()
+                self.copies.append(torch.empty(local.shape, dtype=local.dtype, device="cpu", pin_memory=pin))
+            else:  # "same", or the tensor already lives on the CPU (optimizer offload): one copy, no transfer
+                self.copies.append(torch.empty_like(local))
+        c = self.copies[slot]
+        if c.shape != local.shape:
+            raise RuntimeError(
+                f"SFPO anchor slot {slot} holds shape {tuple(c.shape)} but the optimizer now steps shape "
+                f"{tuple(local.shape)}: the optimizer's tensors changed (a different model, parallel layout or "
+                "number of processes than the anchor was taken or saved with)"
+            )
+        return c if c.device == local.device else c.to(local.device, non_blocking=True)
 
     @torch.no_grad()
-    def reposition(self, alpha: float) -> None:
-        """θ ← θ0 + α(θ − θ0), in place on the tensors the optimizer updates."""
-        weight = 1.0 - float(alpha)
-        for p, c in zip(self.params, self.copies):
-            local = _local(p.detach())
-            local.lerp_(self._on(c, local), weight)
+    def snapshot(self, slot: int, p: torch.Tensor) -> None:
+        """θ0 ← θ for one tensor."""
+        local = _local(p.detach())
+        self._copy(slot, local)  # allocates and checks
+        self.copies[slot].copy_(local, non_blocking=True)
+        self.tensors[slot:slot + 1] = [p]
+
+    @torch.no_grad()
+    def reposition(self, slot: int, p: torch.Tensor, alpha: float) -> torch.Tensor:
+        """θ ← θ0 + α(θ − θ0) for one tensor, in place; returns this piece's squared drift ‖θ − θ0‖²."""
+        if slot >= len(self.copies):
+            raise RuntimeError(f"SFPO anchor has no slot {slot}: the reposition came before any snapshot")
+        local = _local(p.detach())
+        theta0 = self._copy(slot, local)
+        sq = (local.float() - theta0.float()).pow(2).sum()
+        local.lerp_(theta0, 1.0 - float(alpha))
+        return sq
 
     def state_dict(self) -> list[torch.Tensor]:
         return [c.detach().cpu().clone() for c in self.copies]
 
-    @torch.no_grad()
     def load_state_dict(self, copies: list[torch.Tensor]) -> None:
-        if len(copies) != len(self.copies) or any(a.shape != b.shape for a, b in zip(copies, self.copies)):
-            raise ValueError(
-                "the saved SFPO anchor does not match the trainable parameters of this model "
-                f"({len(copies)} saved tensors vs {len(self.copies)} trainable)"
+        """Copies saved by `state_dict`; matched (and shape-checked) to tensors slot by slot when next used."""
+        like = (lambda t: t.pin_memory()) if self.device == "cpu" and torch.cuda.is_available() else (lambda t: t)
+        self.copies = [like(c.clone()) for c in copies]
+        self.tensors = []
+
+
+class InStepReposition:
+    """Runs the anchor's two stages inside `optimizer.step()` when armed by the trainer.
+
+    The trainer arms a stage just before the optimizer step it belongs to and calls `settle()` afterwards;
+    a stage that did not fire (an optimizer step skipped, e.g. by fp16 loss scaling) is an error, never a
+    silently wrong update.
+    """
+
+    def __init__(self, optimizer, model_params, anchor: Anchor):
+        self.optimizer = optimizer
+        self.anchor = anchor
+        self.optimizers, self.dp_group = stepping_optimizers(optimizer)
+        self._model_ids = {id(p) for p in model_params}
+        self._snapshot = False
+        self._alpha: float | None = None
+        self._slot = 0
+        self._fired = {"snapshot": False, "reposition": False}
+        self._sq_drift: dict[tuple, torch.Tensor] = {}
+        self._meshes: dict[int, object] = {}
+        self._handles = []
+        for opt in self.optimizers:
+            self._handles.append(opt.register_step_pre_hook(self._pre_step))
+            self._handles.append(opt.register_step_post_hook(self._post_step))
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def arm(self, snapshot: bool = False, alpha: float | None = None) -> None:
+        """Snapshot θ0 before the next optimizer step and/or reposition with `alpha` right after it."""
+        self._snapshot = self._snapshot or snapshot
+        self._alpha = alpha if alpha is not None else self._alpha
+        self._slot = 0
+        self._fired = {"snapshot": False, "reposition": False}
+        if snapshot:
+            self._sq_drift = {}
+
+    @property
+    def armed(self) -> bool:
+        return self._snapshot or self._alpha is not None
+
+    def settle(self) -> None:
+        """After the armed optimizer step: check every armed stage ran, then disarm."""
+        if not self.armed:
+            return
+        missed = [s for s, want in (("snapshot", self._snapshot), ("reposition", self._alpha is not None))
+                  if want and not self._fired[s]]
+        self._snapshot, self._alpha = False, None
+        if missed:
+            raise RuntimeError(
+                f"the SFPO {' and '.join(missed)} was armed for an optimizer step that never ran (the step was "
+                "skipped, e.g. by fp16 loss scaling on an overflow); the RL step cannot be completed correctly"
             )
-        for c, saved in zip(self.copies, copies):
-            c.copy_(saved)
+
+    # Each call of `step()` runs pre-hook, update, post-hook on the same tensors; under ZeRO there is one call
+    # per (sub-)group, so slots run on across the calls of one optimizer step.
+    def _pre_step(self, opt, args, kwargs) -> None:
+        if self._snapshot:
+            for i, p in enumerate(stepped_tensors(opt)):
+                self.anchor.snapshot(self._slot + i, p)
+            self._fired["snapshot"] = True
+
+    def _post_step(self, opt, args, kwargs) -> None:
+        tensors = stepped_tensors(opt)
+        if self._alpha is not None:
+            for i, p in enumerate(tensors):
+                sq = self.anchor.reposition(self._slot + i, p, self._alpha)
+                key = self._drift_key(p)
+                self._sq_drift[key] = sq if key not in self._sq_drift else self._sq_drift[key] + sq
+            self._fired["reposition"] = True
+        self._slot += len(tensors)
+
+    def _drift_key(self, p: torch.Tensor) -> tuple:
+        """How this tensor's squared drift is summed over ranks: a DTensor over its Shard mesh dims (over a
+        Replicate dim, e.g. HSDP's replicas, every rank holds the same piece), a tensor that is not a model
+        parameter (a ZeRO master partition) over the data-parallel group, a model parameter not at all (each
+        rank holds all of it)."""
+        if isinstance(p, DTensor):
+            dims = tuple(i for i, pl in enumerate(p.placements) if pl.is_shard())
+            if dims:
+                self._meshes[id(p.device_mesh)] = p.device_mesh
+                return ("mesh", id(p.device_mesh), dims)
+            return ()
+        if id(p) in self._model_ids:
+            return ()
+        return ("partition",)
+
+    def drift_norm(self) -> float | None:
+        """‖θK − θ0‖ of the last reposition, each element counted once; a collective (every rank calls it)."""
+        if not self._sq_drift:
+            return None
+        total = 0.0
+        for key, sq in self._sq_drift.items():  # insertion order: the same on every rank
+            if key and dist.is_available() and dist.is_initialized():
+                if key[0] == "mesh":  # one scalar all-reduce per sharded mesh dim; no weights are gathered
+                    mesh = self._meshes[key[1]]
+                    for d in key[2]:
+                        dist.all_reduce(sq, group=mesh.get_group(d))
+                else:
+                    dist.all_reduce(sq, group=self.dp_group)
+            total += float(sq)
+        self._sq_drift = {}
+        return total**0.5

@@ -4,11 +4,13 @@ TRL already does everything an RL step needs: rollouts, rewards, group advantage
 reuse of one generation batch for `num_iterations` passes over the same slices in the same order, with the
 old log-probs taken once at the batch's starting weights. With `num_iterations = K + 1` one RL step is:
 
-    pass 1 … pass K        the fast trajectory θ0 → θK       (TRL, unchanged)
-    reposition             θ̃ = θ0 + α(θK − θ0)             (here, before the first micro-step of pass K+1)
+    pass 1 … pass K        the fast trajectory θ0 → θK       (TRL, unchanged; θ0 snapshot inside its first step)
+    reposition             θ̃ = θ0 + α(θK − θ0)             (inside the last optimizer step of pass K)
     pass K+1               the slow correction from θ̃      (TRL, ratios still against θ0's log-probs)
 
-so this class only watches TRL's micro-step counter (`_step`) and acts at the two phase boundaries. It
+so this class only watches TRL's micro-step counter (`_step`) and arms the two stages of
+`sfpo.reposition.InStepReposition` for the optimizer steps they belong to; they run in that optimizer's step
+hooks, on the tensors it really steps (parameters, FSDP2 shards or DeepSpeed's fp32 master partitions). It
 also measures the last pass's entropy for the switch, turns SFPO off for good when the switch fires (from
 then on one pass per generation batch, and the sampler's repeats of a batch are skipped unread), logs the
 `sfpo/*` metrics once per RL step, and saves what a resume needs inside each checkpoint.
@@ -23,11 +25,10 @@ import os
 import tempfile
 
 import torch
-from accelerate.utils import DistributedType
 from trl import GRPOTrainer
 
 from sfpo.config import SFPOConfig
-from sfpo.reposition import Anchor, optimizer_tensors
+from sfpo.reposition import Anchor, InStepReposition
 from sfpo.switch import SFPOSwitch
 
 logger = logging.getLogger(__name__)
@@ -52,10 +53,9 @@ class SFPOTrainer(GRPOTrainer):
                 f"SFPOTrainer needs args to be an SFPOConfig, got {type(args).__name__}; build the config with "
                 "sfpo.SFPOConfig(...) (it takes every GRPOConfig field)"
             )
-        uses_deepspeed = bool(args.deepspeed) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
-        _check_backend(uses_deepspeed, args.sfpo_inner_steps)  # before TRL builds anything
         super().__init__(model, reward_funcs, args, *pargs, **kwargs)
-        _check_backend(self.accelerator.distributed_type == DistributedType.DEEPSPEED, args.sfpo_inner_steps)
+        self._check_loss_scaling()
+        self._in_step: InStepReposition | None = None
         self._sfpo_reset()
 
     # ------------------------------------------------------------------ state
@@ -79,9 +79,8 @@ class SFPOTrainer(GRPOTrainer):
             self.num_iterations = 1
         self.sfpo_rl_step = 0  # completed RL steps
         self.sfpo_rollouts = 0  # completions generated so far
-        self._anchor: Anchor | None = None
+        self._anchor = Anchor(device=args.sfpo_anchor_device)
         self._anchor_live = False  # the anchor holds this RL step's θ0
-        self._pending_anchor: list[torch.Tensor] | None = None
         self._pass_entropies: list[float] = []
         self._drift_norm: float | None = None
         self._sfpo_logs: dict[str, float] = {}
@@ -96,30 +95,47 @@ class SFPOTrainer(GRPOTrainer):
         """Whether the current RL step runs the slow-fast update (K > 0 and the switch has not fired)."""
         return self.num_iterations > 1
 
-    def _anchor_for(self) -> Anchor:
-        if self._anchor is None:
-            self._anchor = Anchor(optimizer_tensors(self.optimizer), device=self.args.sfpo_anchor_device)
-            if self._pending_anchor is not None:
-                self._anchor.load_state_dict(self._pending_anchor)
-                self._pending_anchor = None
-        return self._anchor
+    def _hooks(self) -> InStepReposition:
+        """The step hooks on the optimizer that really steps (built once the trainer has prepared it)."""
+        if self._in_step is None or self._in_step.optimizer is not self.optimizer:
+            if self._in_step is not None:
+                self._in_step.remove()
+            self._in_step = InStepReposition(self.optimizer, self.model.parameters(), self._anchor)
+        self._in_step.anchor = self._anchor  # a resume rebuilds the anchor
+        return self._in_step
+
+    def _check_loss_scaling(self) -> None:
+        """fp16 loss scaling skips optimizer steps on overflow: a skipped step would leave an RL step half done."""
+        if self.sfpo_k == 0:
+            return
+        ds_plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        ds_fp16 = ds_plugin is not None and ds_plugin.deepspeed_config.get("fp16", {}).get("enabled") is True
+        if self.args.fp16 or ds_fp16:
+            raise ValueError(
+                "fp16 mixed precision is not supported with sfpo_inner_steps > 0: its loss scaling skips "
+                "optimizer steps on overflow, and the snapshot or reposition armed for a skipped step would leave "
+                "the RL step half done. Use bf16 (bf16=True, or bf16.enabled in the DeepSpeed config) or fp32"
+            )
 
     # ------------------------------------------------------------------ the RL step
 
     def training_step(self, model, inputs, num_items_in_batch):
-        spg = self.args.steps_per_generation
+        spg, ga = self.args.steps_per_generation, self.args.gradient_accumulation_steps
         cycle = spg * self.num_iterations
         phase = self._step % cycle  # TRL's micro-step counter, before this micro-step
+        if self.sfpo_k > 0:
+            self._hooks().settle()  # the optimizer step armed at the previous micro-step has run
         if phase == 0:
             self._pass_entropies = []
             self._drift_norm = None
-            if self.sfpo_active:  # θ0: the weights this generation batch is sampled from
-                self._anchor_for().snapshot()
-                self._anchor_live = True
-        if self.sfpo_active and phase == self.sfpo_k * spg:  # pass K just ended on an optimizer step
-            anchor = self._anchor_for()
-            self._drift_norm = anchor.drift_norm()
-            anchor.reposition(self.args.sfpo_alpha)
+        if self.sfpo_active:
+            # Arm the stages for the optimizer step that follows this micro-step: the first one of the RL step
+            # snapshots θ0 (the weights this generation batch was sampled from) before it updates; the last one
+            # of pass K repositions right after it (a pass ends on an optimizer step: spg is a multiple of ga).
+            first, end_of_pass_k = phase == ga - 1, phase == self.sfpo_k * spg - 1
+            if first or end_of_pass_k:
+                self._hooks().arm(snapshot=first, alpha=self.args.sfpo_alpha if end_of_pass_k else None)
+                self._anchor_live |= first
 
         loss = super().training_step(model, inputs, num_items_in_batch)
 
@@ -137,6 +153,8 @@ class SFPOTrainer(GRPOTrainer):
 
     def _end_rl_step(self) -> None:
         ran_sfpo = self.sfpo_active
+        if ran_sfpo:
+            self._drift_norm = self._hooks().drift_norm()  # a scalar all-reduce where the tensors are sharded
         entropy = sum(self._pass_entropies) / len(self._pass_entropies) if self._pass_entropies else None
         self.sfpo_rollouts += self.args.generation_batch_size
         self.sfpo_switch.update(self.sfpo_rl_step, entropy)
@@ -270,21 +288,13 @@ class SFPOTrainer(GRPOTrainer):
         if saved["buffered_inputs"] is not None:
             self._buffered_inputs = saved["buffered_inputs"]
         if saved["anchor"] is not None:
-            self._pending_anchor, self._anchor_live = saved["anchor"], True
+            self._anchor.load_state_dict(saved["anchor"])
+            self._anchor_live = True
         if self.args.ignore_data_skip:
             return epochs_trained, batches_trained
         # The trainer counts loader batches as optimizer steps × accumulation; after the switch we drew more.
         self._resume_position = (s["epoch"], s["loader_pos"])
         return max(s["epoch"], 0), s["loader_pos"]
-
-
-def _check_backend(uses_deepspeed: bool, inner_steps: int) -> None:
-    if uses_deepspeed and inner_steps > 0:
-        raise NotImplementedError(
-            "SFPO under DeepSpeed is not supported yet: DeepSpeed's optimizer owns fp32 master partitions that "
-            "overwrite the model's weights after each step, so a reposition of the model weights would be "
-            "silently undone. Use DDP or FSDP (configs/accelerate/), or sfpo_inner_steps=0 (plain GRPO)"
-        )
 
 
 def _atomic_torch_save(obj, path: str) -> None:
