@@ -1,6 +1,6 @@
 """Run by test_fsdp.py under torchrun (2 CPU processes, gloo).
 
-    _fsdp_worker.py OUT direct        plain loop on fully_shard'ed models: the Anchor on local shards
+    _fsdp_worker.py OUT direct        plain loop on fully_shard'ed models: SFPO's step hooks on local shards
     _fsdp_worker.py OUT trainer fsdp  SFPOTrainer under accelerate's FSDP2
     _fsdp_worker.py OUT trainer ddp   the same run under DDP, as the reference
 
@@ -25,11 +25,10 @@ def batch(step: int, rank: int) -> torch.Tensor:
     return torch.randint(3, 50, (2, 8), generator=g)
 
 
-def lm_step(model, optimizer, step: int, rank: int) -> None:
+def backward(model, optimizer, step: int, rank: int) -> None:
     optimizer.zero_grad()
     x = batch(step, rank)
     model(input_ids=x, labels=x).loss.backward()  # FSDP2 averages the gradients over the shard group
-    optimizer.step()
 
 
 def full(model) -> dict[str, torch.Tensor]:
@@ -48,10 +47,11 @@ def direct(out: Path) -> None:
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import DTensor
     from torch.distributed.tensor.debug import CommDebugMode
     from transformers import AutoModelForCausalLM
 
-    from sfpo.reposition import Anchor, optimizer_tensors
+    from sfpo.reposition import Anchor, InStepReposition
 
     dist.init_process_group("gloo")
     rank = dist.get_rank()
@@ -62,60 +62,66 @@ def direct(out: Path) -> None:
         for layer in model.model.layers:
             fully_shard(layer, mesh=mesh)
         fully_shard(model, mesh=mesh)
-        return model, torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
+        opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
+        # θK exists only inside the K-th step, between the update and the reposition: a post-hook registered
+        # before SFPO's sees it (local shards only, so no collective runs inside the step)
+        seen = {}
+        opt.register_step_post_hook(lambda o, a, k: seen.update(theta=[p.detach().to_local().clone() for p in model.parameters()]))
+        anchor = Anchor()
+        return model, opt, anchor, InStepReposition(opt, model.parameters(), anchor), seen
+
+    def optimizer_step(opt, hooks, **arm):
+        """One optimizer step with SFPO's stages armed; returns the collectives the step ran."""
+        if arm:
+            hooks.arm(**arm)
+        with CommDebugMode() as comm:
+            opt.step()
+        hooks.settle()
+        return comm_counts(comm)
 
     # FSDP: every parameter Shard(0) over both ranks.
-    model, opt = sharded(init_device_mesh("cpu", (2,)))
-    anchor = Anchor(optimizer_tensors(opt))
-    rec = {
-        "anchor_bytes": anchor.nbytes,
-        "full_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
-        "copies_plain": all(type(c) is torch.Tensor for c in anchor.copies),
-        "placements": sorted({str(p.placements) for p in model.parameters()}),
-        "steps": [],
-    }
+    model, opt, anchor, hooks, seen = sharded(init_device_mesh("cpu", (2,)))
+    rec = {"steps": []}
     step = 0
     for _ in range(RL_STEPS):
-        with CommDebugMode() as snap_comm:
-            anchor.snapshot()
         theta0 = full(model)
-        for _ in range(K):
-            lm_step(model, opt, step, rank)
+        comms = []
+        for k in range(K):
+            backward(model, opt, step, rank)
+            comms.append(optimizer_step(opt, hooks, snapshot=k == 0, alpha=ALPHA if k == K - 1 else None))
             step += 1
-        theta_k = full(model)
-        with CommDebugMode() as drift_comm:
-            drift = anchor.drift_norm()
-        with CommDebugMode() as repo_comm:
-            anchor.reposition(ALPHA)
+        theta_k = {
+            n: DTensor.from_local(local, p.device_mesh, p.placements, shape=p.shape, stride=p.stride()).full_tensor()
+            for (n, p), local in zip(model.named_parameters(), seen["theta"])
+        }
         theta_tilde = full(model)
-        lm_step(model, opt, step, rank)  # the slow correction
+        with CommDebugMode() as drift_comm:
+            drift = hooks.drift_norm()
+        backward(model, opt, step, rank)  # the slow correction
+        plain = optimizer_step(opt, hooks)
         step += 1
         rec["steps"].append(
-            {
-                "theta0": theta0,
-                "theta_k": theta_k,
-                "theta_tilde": theta_tilde,
-                "drift": drift,
-                "comm": {
-                    "snapshot": comm_counts(snap_comm),
-                    "drift": comm_counts(drift_comm),
-                    "reposition": comm_counts(repo_comm),
-                },
-            }
+            {"theta0": theta0, "theta_k": theta_k, "theta_tilde": theta_tilde, "drift": drift,
+             "comm": {"armed_steps": comms, "plain_step": plain, "drift": comm_counts(drift_comm)}}
         )
     rec["final"] = full(model)
+    rec.update(
+        anchor_bytes=anchor.nbytes,
+        full_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
+        copies_plain=all(type(c) is torch.Tensor for c in anchor.copies),
+        placements=sorted({str(p.placements) for p in model.parameters()}),
+    )
 
     # HSDP with a replica dim of 2 and a shard dim of 1: every parameter (Replicate(), Shard(0)), each rank holds
     # all of it. The drift norm must count each element once, not once per replica.
     mesh = init_device_mesh("cpu", (2, 1), mesh_dim_names=("replicate", "shard"))
-    model, opt = sharded(mesh)
-    anchor = Anchor(optimizer_tensors(opt))
-    anchor.snapshot()
+    model, opt, anchor, hooks, _ = sharded(mesh)
     for s in range(K):
-        lm_step(model, opt, s, rank)
+        backward(model, opt, s, rank)
+        optimizer_step(opt, hooks, snapshot=s == 0, alpha=ALPHA if s == K - 1 else None)
     rec["hsdp"] = {
         "placements": sorted({str(p.placements) for p in model.parameters()}),
-        "drift": anchor.drift_norm(),
+        "drift": hooks.drift_norm(),
     }
     torch.save(rec, out / f"direct-rank{rank}.pt")
     dist.destroy_process_group()

@@ -15,7 +15,7 @@ from trl.generation.vllm_generation import VLLMGeneration
 
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
-from sfpo.reposition import Anchor
+from sfpo.reposition import InStepReposition
 
 K, RL_STEPS = 2, 3
 OPT_STEPS_PER_PASS = 2  # steps_per_generation 2 / gradient_accumulation_steps 1
@@ -95,20 +95,25 @@ def test_vllm_gets_weights_after_the_slow_pass(tiny_lm, toy_dataset, tmp_path, m
     monkeypatch.setattr(VLLMGeneration, "_init_vllm", connect)
 
     anchors, fast, repositioned = [], [], []
-    snapshot, reposition = Anchor.snapshot, Anchor.reposition
+    pre_step, post_step = InStepReposition._pre_step, InStepReposition._post_step
     holder = {}
 
-    def record_snapshot(self):
-        snapshot(self)
-        anchors.append(named(holder["trainer"].model))
+    def record_pre_step(self, opt, a, kw):  # one process: one step() call per optimizer step
+        armed = self._snapshot
+        pre_step(self, opt, a, kw)
+        if armed:
+            anchors.append(named(holder["trainer"].model))
 
-    def record_reposition(self, alpha):
-        fast.append(named(holder["trainer"].model))
-        reposition(self, alpha)
-        repositioned.append(named(holder["trainer"].model))
+    def record_post_step(self, opt, a, kw):
+        armed = self._alpha is not None
+        if armed:
+            fast.append(named(holder["trainer"].model))
+        post_step(self, opt, a, kw)
+        if armed:
+            repositioned.append(named(holder["trainer"].model))
 
-    monkeypatch.setattr(Anchor, "snapshot", record_snapshot)
-    monkeypatch.setattr(Anchor, "reposition", record_reposition)
+    monkeypatch.setattr(InStepReposition, "_pre_step", record_pre_step)
+    monkeypatch.setattr(InStepReposition, "_post_step", record_post_step)
 
     args = SFPOConfig(
         output_dir=str(tmp_path / "run"),
