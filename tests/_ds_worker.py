@@ -1,0 +1,124 @@
+"""Run by test_deepspeed.py on 2 CPU processes, under `accelerate launch` (DeepSpeed) or torchrun (the DDP reference).
+
+    _ds_worker.py OUT JOB '{"trainer": "sfpo", "inner_steps": 3, ...}'
+
+Trains the tiny model of OUT/model for RL_STEPS RL steps and writes OUT/<JOB>-rank<r>.pt with the final full
+weights (gathered under ZeRO-3 only to write this record), the logged drift norms and what the anchor holds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+RL_STEPS, ALPHA = 2, 0.8
+# The first DeepSpeed comm init JIT-compiles a CPU shared-memory all-reduce that training never uses: skip it.
+importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+
+
+def full_weights(trainer) -> dict[str, torch.Tensor]:
+    model = trainer.model
+    params = [p for _, p in model.named_parameters()]
+    if any(hasattr(p, "ds_id") for p in params):  # ZeRO-3: each rank holds a partition
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(params):
+            return {n: p.detach().float().clone() for n, p in model.named_parameters()}
+    return {n: p.detach().float().clone() for n, p in model.named_parameters()}
+
+
+def main(out: Path, job: str, opts: dict) -> None:
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from conftest import digit_reward
+    from sfpo import SFPOConfig, SFPOTrainer
+
+    common = dict(
+        output_dir=str(out / job), use_cpu=True, bf16=opts.get("bf16", False), report_to=[], disable_tqdm=True,
+        activation_checkpointing=False, per_device_train_batch_size=4, num_generations=4, steps_per_generation=2,
+        max_completion_length=5, learning_rate=5e-3, lr_scheduler_type="constant", logging_steps=1, seed=0,
+        ddp_backend="gloo", save_strategy="steps" if opts.get("save_steps") else "no",
+        save_steps=opts.get("save_steps") or 500,
+    )
+    k = opts.get("inner_steps", 3)
+    if opts.get("trainer") == "grpo":
+        args = GRPOConfig(**common, max_steps=RL_STEPS * 2 * (k + 1), num_iterations=k + 1)
+        cls = GRPOTrainer
+    else:
+        alpha = 1.0 if opts.get("model_side") else ALPHA  # the control repositions the model itself (below)
+        args = SFPOConfig(**common, sfpo_inner_steps=k, sfpo_alpha=alpha, sfpo_max_rl_steps=RL_STEPS)
+        cls = ModelSideReposition if opts.get("model_side") else SFPOTrainer
+
+    callbacks = []
+    if opts.get("stop_at"):  # an interruption: stop (after the checkpoint due at this step) mid-RL-step
+
+        class Stop(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                if state.global_step == opts["stop_at"]:
+                    control.should_training_stop = True
+
+        callbacks.append(Stop())
+    peft_config = None
+    if opts.get("lora"):
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    data = Dataset.from_dict({"prompt": [f"{a}+{b}=" for a in range(8) for b in range(8)]})
+    trainer = cls(model=str(out / "model"), reward_funcs=digit_reward, args=args, train_dataset=data,
+                  callbacks=callbacks, peft_config=peft_config)
+    trainer.train(resume_from_checkpoint=opts.get("resume"))
+    rec = {
+        "distributed_type": str(trainer.accelerator.distributed_type),
+        "weights": full_weights(trainer),
+        "drifts": [h["sfpo/drift_norm"] for h in trainer.state.log_history if "sfpo/drift_norm" in h],
+        "global_step": trainer.state.global_step,
+    }
+    if isinstance(trainer, SFPOTrainer):
+        model_ids = {id(p) for p in trainer.model.parameters()}
+        anchor = trainer._anchor
+        rec.update(
+            rl_step=trainer.sfpo_rl_step,
+            anchor_bytes=anchor.nbytes,
+            anchor_on_model_params=any(id(t) in model_ids for t in anchor.tensors),
+            anchor_dtypes=sorted({str(c.dtype) for c in anchor.copies}),
+            trainable_numel=sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel()
+                                for p in trainer.model.parameters() if p.requires_grad),
+        )
+    if opts.get("save_model"):
+        trainer.save_model(str(out / f"{job}-saved"))
+    torch.save(rec, out / f"{job}-rank{args.process_index}.pt")
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+from sfpo import SFPOTrainer  # noqa: E402
+
+
+class ModelSideReposition(SFPOTrainer):
+    """Negative control: the reposition applied to `model.parameters()` between micro-steps (a module-level
+    Lookahead), with SFPO's own in-step reposition disabled by α = 1. Under ZeRO the optimizer's fp32 masters
+    keep θK and are copied back over the model at the next step, so this must NOT match the reference."""
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        spg = self.args.steps_per_generation
+        phase = self._step % (spg * self.num_iterations)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        with torch.no_grad():
+            if phase == 0:
+                self._theta0 = [p.detach().clone() for p in params]
+            if phase == self.sfpo_k * spg:
+                for p, theta0 in zip(params, self._theta0):
+                    p.lerp_(theta0, 1.0 - ALPHA)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main(Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]) if len(sys.argv) > 3 else {})
