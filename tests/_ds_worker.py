@@ -1,13 +1,15 @@
 """Run by test_deepspeed.py on 2 CPU processes, under `accelerate launch` (DeepSpeed) or torchrun (the DDP reference).
 
-    _ds_worker.py OUT JOB '{"trainer": "sfpo", "inner_steps": 3, ...}'
+    _ds_worker.py OUT '[["JOB", {"trainer": "sfpo", "inner_steps": 3, ...}], ...]'
 
-Trains the tiny model of OUT/model for RL_STEPS RL steps and writes OUT/<JOB>-rank<r>.pt with the final full
+Runs the jobs one after the other in the same processes (one launch per back end keeps the tests fast). Each
+trains the tiny model of OUT/model for RL_STEPS RL steps and writes OUT/<JOB>-rank<r>.pt with the final full
 weights (gathered under ZeRO-3 only to write this record), the logged drift norms and what the anchor holds.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -47,13 +49,18 @@ def main(out: Path, job: str, opts: dict) -> None:
         ddp_backend="gloo", save_strategy="steps" if opts.get("save_steps") else "no",
         save_steps=opts.get("save_steps") or 500,
     )
-    k = opts.get("inner_steps", 3)
+    if opts.get("sgd"):  # no optimizer state: the α = 0 identity holds exactly
+        common.update(optim="sgd", weight_decay=0.0, learning_rate=0.5)
+    k, rl_steps = opts.get("inner_steps", 3), opts.get("rl_steps", RL_STEPS)
     if opts.get("trainer") == "grpo":
-        args = GRPOConfig(**common, max_steps=RL_STEPS * 2 * (k + 1), num_iterations=k + 1)
+        args = GRPOConfig(**common, max_steps=rl_steps * 2 * (k + 1), num_iterations=k + 1)
         cls = GRPOTrainer
     else:
-        alpha = 1.0 if opts.get("model_side") else ALPHA  # the control repositions the model itself (below)
-        args = SFPOConfig(**common, sfpo_inner_steps=k, sfpo_alpha=alpha, sfpo_max_rl_steps=RL_STEPS)
+        alpha = opts.get("alpha", ALPHA)
+        # the control repositions the model itself (below); SFPO's own reposition is a no-op at α = 1
+        args = SFPOConfig(**common, sfpo_inner_steps=k, sfpo_alpha=1.0 if opts.get("model_side") else alpha,
+                          sfpo_max_rl_steps=rl_steps)
+        args.control_alpha = alpha
         cls = ModelSideReposition if opts.get("model_side") else SFPOTrainer
 
     callbacks = []
@@ -115,10 +122,16 @@ class ModelSideReposition(SFPOTrainer):
                 self._theta0 = [p.detach().clone() for p in params]
             if phase == self.sfpo_k * spg:
                 for p, theta0 in zip(params, self._theta0):
-                    p.lerp_(theta0, 1.0 - ALPHA)
+                    p.lerp_(theta0, 1.0 - self.args.control_alpha)
         return super().training_step(model, inputs, num_items_in_batch)
 
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    main(Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]) if len(sys.argv) > 3 else {})
+    for job, opts in json.loads(sys.argv[2]):
+        main(Path(sys.argv[1]), job, opts)
+        gc.collect()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # DeepSpeed's CPU back end sometimes aborts in interpreter teardown after everything was written: end here.
+    os._exit(0)

@@ -279,7 +279,8 @@ class SFPOTrainer(GRPOTrainer):
                 f"{resume_from_checkpoint} has no {_rank_file(self.args.process_index)}: it was not written by "
                 "SFPOTrainer (or by fewer processes), so the SFPO step cannot be resumed exactly"
             )
-        saved = torch.load(path, map_location=self.accelerator.device, weights_only=False)
+        device = self.accelerator.device  # DeepSpeed on a CPU names it "cpu:0", which torch.load cannot map
+        saved = torch.load(path, map_location="cpu" if device.type == "cpu" else device, weights_only=False)
         s = saved["summary"]
         self.sfpo_rl_step, self.sfpo_rollouts = s["rl_step"], s["rollouts"]
         self.num_iterations, self._step = s["num_iterations"], s["micro_step"]
