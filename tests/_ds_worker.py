@@ -49,6 +49,8 @@ def main(out: Path, job: str, opts: dict) -> None:
         ddp_backend="gloo", save_strategy="steps" if opts.get("save_steps") else "no",
         save_steps=opts.get("save_steps") or 500,
     )
+    if opts.get("vllm"):
+        common.update(use_vllm=True, vllm_mode="server")
     if opts.get("sgd"):  # no optimizer state: the α = 0 identity holds exactly
         common.update(optim="sgd", weight_decay=0.0, learning_rate=0.5)
     k, rl_steps = opts.get("inner_steps", 3), opts.get("rl_steps", RL_STEPS)
@@ -63,7 +65,26 @@ def main(out: Path, job: str, opts: dict) -> None:
         args.control_alpha = alpha
         cls = ModelSideReposition if opts.get("model_side") else SFPOTrainer
 
-    callbacks = []
+    callbacks, server = [], None
+    if opts.get("vllm"):  # TRL's server mode with its HTTP client replaced by a fake server that keeps the weights
+        from trl.generation.vllm_generation import VLLMGeneration
+
+        from _fake_vllm import FakeVLLMServer
+
+        import transformers.integrations.deepspeed as hf_deepspeed
+
+        # the fake server holds a whole model: build it outside the ZeRO-3 partitioned init
+        zero3, hf_deepspeed._hf_deepspeed_config_weak_ref = hf_deepspeed._hf_deepspeed_config_weak_ref, None
+        server = FakeVLLMServer(str(out / "model"))
+        hf_deepspeed._hf_deepspeed_config_weak_ref = zero3
+        VLLMGeneration._init_vllm = lambda self: setattr(self, "vllm_client", server)
+        step_weights = {}
+
+        class AfterEachStep(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):  # a gather under ZeRO-3: every rank runs it
+                step_weights[state.global_step] = full_weights(trainer)
+
+        callbacks.append(AfterEachStep())
     if opts.get("stop_at"):  # an interruption: stop (after the checkpoint due at this step) mid-RL-step
 
         class Stop(TrainerCallback):
@@ -80,6 +101,8 @@ def main(out: Path, job: str, opts: dict) -> None:
     data = Dataset.from_dict({"prompt": [f"{a}+{b}=" for a in range(8) for b in range(8)]})
     trainer = cls(model=str(out / "model"), reward_funcs=digit_reward, args=args, train_dataset=data,
                   callbacks=callbacks, peft_config=peft_config)
+    if server is not None:
+        server.trainer = trainer
     trainer.train(resume_from_checkpoint=opts.get("resume"))
     rec = {
         "distributed_type": str(trainer.accelerator.distributed_type),
@@ -87,6 +110,11 @@ def main(out: Path, job: str, opts: dict) -> None:
         "drifts": [h["sfpo/drift_norm"] for h in trainer.state.log_history if "sfpo/drift_norm" in h],
         "global_step": trainer.state.global_step,
     }
+    if server is not None:
+        rec["syncs"] = [(step, {k: v.float() for k, v in w.items()}) for step, w in server.syncs]
+        rec["step_weights"] = step_weights
+        rec["logp_diffs"] = [h["sampling/sampling_logp_difference/max"] for h in trainer.state.log_history
+                             if "sampling/sampling_logp_difference/max" in h]
     if isinstance(trainer, SFPOTrainer):
         model_ids = {id(p) for p in trainer.model.parameters()}
         anchor = trainer._anchor

@@ -98,7 +98,12 @@ def zero2(out):
 
 @pytest.fixture(scope="module")
 def zero3(out):
-    jobs = [["z3", {"save_model": True}], ["z3-k0", {"inner_steps": 0}], ["z3-grpo", {"trainer": "grpo", "inner_steps": 0}]]
+    jobs = [
+        ["z3", {"save_model": True}],
+        ["z3-k0", {"inner_steps": 0}],
+        ["z3-grpo", {"trainer": "grpo", "inner_steps": 0}],
+        ["z3-vllm", {"vllm": True}],
+    ]
     return launch(out, jobs, cpu_config(out, "zero3"), 29613)
 
 
@@ -155,6 +160,21 @@ def test_k0_under_zero3_is_grpo_and_zero3_saves_the_full_model(out, zero3):
     saved = AutoModelForCausalLM.from_pretrained(out / "z3-saved")
     weights = {n: p.detach().float() for n, p in saved.named_parameters()}
     assert_close(weights, zero3["z3"][0]["weights"], rtol=0, atol=0)
+
+
+def test_vllm_under_zero3_gets_the_post_slow_pass_weights(zero3):
+    """TRL gathers the ZeRO-3 partitions and sends them to the server once per RL step, at its start: those must be
+    the weights after the previous RL step's slow correction, never θ̃ (what pass K+1 started from)."""
+    rank0 = zero3["z3-vllm"][0]
+    per_rl_step = 8  # (K + 1) passes × 2 optimizer steps
+    assert [step for step, _ in rank0["syncs"]] == [0, per_rl_step]
+    synced = rank0["syncs"][1][1]
+    after = rank0["step_weights"]
+    assert max_diff(synced, after[per_rl_step]) == 0.0  # the weights after the slow pass's last step
+    assert max_diff(synced, after[per_rl_step - 1]) > 0  # ... not those before it
+    assert max_diff(synced, after[6]) > 0  # ... nor θ̃, the weights right after pass K's last step
+    # the fake server sampled from what it was sent; TRL found those log-probs equal to its old log-probs at θ0
+    assert len(rank0["logp_diffs"]) == 2 and max(rank0["logp_diffs"]) < 1e-4
 
 
 @pytest.fixture(scope="module")
