@@ -28,17 +28,24 @@ from sfpo import reposition
 from sfpo.config import SFPOConfig
 
 
+STAGES = [
+    (reposition.Anchor, "snapshot"),
+    (reposition.Anchor, "reposition"),
+    (reposition.InStepReposition, "drift_norm"),
+]
+
+
 class StageTimer:
-    """Wraps the Anchor methods to add up the time the SFPO stages take."""
+    """Wraps the SFPO stages (per-tensor snapshot and reposition, the drift norm) to add up the time they take."""
 
     def __init__(self):
         self.seconds = 0.0
         self._originals = {}
 
     def __enter__(self):
-        for name in ("snapshot", "drift_norm", "reposition"):
-            original = getattr(reposition.Anchor, name)
-            self._originals[name] = original
+        for owner, name in STAGES:
+            original = getattr(owner, name)
+            self._originals[owner, name] = original
 
             def timed(self_, *a, _original=original, **kw):
                 start = time.perf_counter()
@@ -47,12 +54,12 @@ class StageTimer:
                 finally:
                     self.seconds += time.perf_counter() - start
 
-            setattr(reposition.Anchor, name, timed)
+            setattr(owner, name, timed)
         return self
 
     def __exit__(self, *exc):
-        for name, original in self._originals.items():
-            setattr(reposition.Anchor, name, original)
+        for (owner, name), original in self._originals.items():
+            setattr(owner, name, original)
 
 
 def policy_and_task(name: str):

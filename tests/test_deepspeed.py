@@ -20,7 +20,6 @@ import yaml
 
 from conftest import build_tiny_lm
 
-pytest.importorskip("deepspeed")
 pytestmark = pytest.mark.distributed
 
 HERE = Path(__file__).parent
@@ -197,6 +196,13 @@ def test_bf16_alpha_zero_is_one_grpo_pass_on_the_masters(zero2_bf16):
     assert sfpo["anchor_dtypes"] == ["torch.float32"]  # fp32 masters under a bf16 model
     assert max_diff(sfpo["weights"], grpo["weights"]) < 1e-6
     assert max_diff(control["weights"], grpo["weights"]) > 1e-2  # the model-side reposition is undone
+
+
+@pytest.mark.slow
+def test_zero1_matches_ddp(out, ddp):
+    for r in launch(out, [["z1", {}]], cpu_config(out, "zero2", zero_stage=1), 29620)["z1"]:
+        assert not r["anchor_on_model_params"]
+        assert_close(r["weights"], ddp["ddp"][0]["weights"])
 
 
 @pytest.mark.slow  # DeepSpeedCPUAdam is JIT-compiled on first use (~100 s on 2 cores)

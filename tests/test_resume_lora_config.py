@@ -124,3 +124,18 @@ def test_wrong_config_type_and_fp16_loss_scaling_are_refused(tiny_lm, tmp_path):
     # fp16 loss scaling skips optimizer steps on overflow, which would leave an RL step half done
     with pytest.raises(ValueError, match=r"fp16=True is not allowed.*bf16"):
         SFPOConfig(output_dir=str(tmp_path), use_cpu=True, fp16=True, sfpo_inner_steps=3)
+
+
+def test_fp16_in_a_deepspeed_config_is_refused():
+    """A DeepSpeed config can turn fp16 on by itself (accelerate's `mixed_precision: fp16`, or a JSON file)."""
+    from types import SimpleNamespace
+
+    plugin = SimpleNamespace(deepspeed_config={"fp16": {"enabled": True}, "zero_optimization": {"stage": 2}})
+    trainer = SimpleNamespace(sfpo_k=3, args=SimpleNamespace(fp16=False),
+                              accelerator=SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin)))
+    with pytest.raises(ValueError, match="fp16 mixed precision is not supported with sfpo_inner_steps > 0.*bf16"):
+        SFPOTrainer._check_loss_scaling(trainer)
+    plugin.deepspeed_config["fp16"]["enabled"] = False
+    SFPOTrainer._check_loss_scaling(trainer)  # bf16 / fp32 DeepSpeed configs pass
+    trainer.sfpo_k, plugin.deepspeed_config["fp16"]["enabled"] = 0, True
+    SFPOTrainer._check_loss_scaling(trainer)  # plain GRPO may use fp16
