@@ -48,6 +48,9 @@ class SFPOConfig(GRPOConfig):
         sfpo_max_rl_steps (`int` or `None`):
             Stop after this many RL steps (generation batches), whatever the switch does. `max_steps` keeps
             TRL's meaning (optimizer steps) and is set from this when left at -1.
+        sfpo_max_skipped_rl_steps (`int`, defaults to `3`):
+            An RL step that hits a non-finite loss or weights is rolled back to its start; after this many in a
+            row training stops (a checkpoint of the last good weights is written first).
         num_iterations (`int` or `None`): follows from K (K + 1); any other value is an error.
     """
 
@@ -70,6 +73,10 @@ class SFPOConfig(GRPOConfig):
     )
     sfpo_max_rl_steps: int | None = field(
         default=None, metadata={"help": "Stop after this many RL steps (generation batches)."}
+    )
+    sfpo_max_skipped_rl_steps: int = field(
+        default=3,
+        metadata={"help": "Stop after this many RL steps in a row were rolled back for non-finite values."},
     )
     num_iterations: int | None = field(
         default=None, metadata={"help": "Follows from sfpo_inner_steps (K + 1); leave unset."}
@@ -135,6 +142,8 @@ class SFPOConfig(GRPOConfig):
         m = self.sfpo_max_rl_steps
         if m is not None and (not _is_int(m) or m < 1):
             raise _bad("sfpo_max_rl_steps", m, "an int ≥ 1 or None")
+        if not _is_int(self.sfpo_max_skipped_rl_steps) or self.sfpo_max_skipped_rl_steps < 1:
+            raise _bad("sfpo_max_skipped_rl_steps", self.sfpo_max_skipped_rl_steps, "an int ≥ 1")
         n = self.num_iterations
         if n is not None and (not _is_int(n) or n < 1):
             raise _bad("num_iterations", n, f"unset, or equal to sfpo_inner_steps + 1 = {k + 1 if _is_int(k) else '?'}")

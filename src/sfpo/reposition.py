@@ -24,10 +24,16 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from sfpo.guard import StepGuard
+
 try:  # torch >= 2.4
     from torch.distributed.tensor import DTensor
 except ImportError:  # pragma: no cover
     DTensor = ()  # type: ignore[assignment]
+
+
+class NonFiniteWeightsError(RuntimeError):
+    """The weights went non-finite and there is no θ0 to roll back to."""
 
 
 def stepped_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -42,12 +48,14 @@ def stepped_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return tensors
 
 
-def stepping_optimizers(optimizer) -> tuple[list[torch.optim.Optimizer], object | None]:
+def stepping_optimizers(optimizer) -> tuple[list[torch.optim.Optimizer], object | None, object | None]:
     """The torch optimizers that really step, under the wrappers (accelerate's, DeepSpeed's ZeRO optimizer),
-    and the process group over which their tensors are partitioned, if a ZeRO optimizer says so."""
-    dp_group, found = None, []
+    the process group over which their tensors are partitioned and the engine optimizer that reports the global
+    gradient norm, if a ZeRO optimizer says so."""
+    dp_group, engine, found = None, None, []
     while getattr(optimizer, "optimizer", None) is not None:  # AcceleratedOptimizer, DeepSpeed's ZeRO/BF16
         dp_group = getattr(optimizer, "dp_process_group", dp_group)
+        engine = optimizer if hasattr(optimizer, "_global_grad_norm") else engine
         backup = getattr(optimizer, "backup_optimizer", None)  # ZeRO-3 partial offload steps GPU sub-groups here
         if isinstance(backup, torch.optim.Optimizer):
             found.append(backup)
@@ -57,7 +65,7 @@ def stepping_optimizers(optimizer) -> tuple[list[torch.optim.Optimizer], object 
             f"SFPO needs a torch.optim.Optimizer to hook into, but the optimizer that steps is "
             f"{type(optimizer).__name__}; use a torch optimizer (e.g. the trainer's default AdamW)"
         )
-    return [optimizer, *found], dp_group
+    return [optimizer, *found], dp_group, engine
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
@@ -104,6 +112,12 @@ class Anchor:
         self.tensors[slot:slot + 1] = [p]
 
     @torch.no_grad()
+    def restore(self, slot: int, p: torch.Tensor) -> None:
+        """θ ← θ0 for one tensor (a rolled-back RL step)."""
+        local = _local(p.detach())
+        local.copy_(self._copy(slot, local))
+
+    @torch.no_grad()
     def reposition(self, slot: int, p: torch.Tensor, alpha: float) -> torch.Tensor:
         """θ ← θ0 + α(θ − θ0) for one tensor, in place; returns this piece's squared drift ‖θ − θ0‖²."""
         if slot >= len(self.copies):
@@ -125,18 +139,24 @@ class Anchor:
 
 
 class InStepReposition:
-    """Runs the anchor's two stages inside `optimizer.step()` when armed by the trainer.
+    """Runs the anchor's two stages, and the non-finite guard (`sfpo.guard`), inside `optimizer.step()`.
 
-    The trainer arms a stage just before the optimizer step it belongs to and calls `settle()` afterwards;
-    a stage that did not fire (an optimizer step skipped, e.g. by fp16 loss scaling) is an error, never a
-    silently wrong update.
+    The trainer calls `expect_step(...)` before every micro-step, saying whether an optimizer step follows it and
+    which stages are due in that step, and `settle()` at the next micro-step. A step the optimizer skipped by itself (DeepSpeed's overflow check) fails the RL
+    step under the guard; without the guard, a stage that did not run is an error, never a silent wrong update.
     """
 
-    def __init__(self, optimizer, model_params, anchor: Anchor):
+    def __init__(self, optimizer, model_params, anchor: Anchor, guard: bool = True):
         self.optimizer = optimizer
         self.anchor = anchor
-        self.optimizers, self.dp_group = stepping_optimizers(optimizer)
+        self.optimizers, self.dp_group, engine = stepping_optimizers(optimizer)
         self._model_ids = {id(p) for p in model_params}
+        first = stepped_tensors(self.optimizers[0])  # empty under ZeRO-3 outside step(): then masters, so sharded
+        sharded = dist.is_available() and dist.is_initialized() and (
+            engine is not None or not first or any(isinstance(p, DTensor) for p in first))
+        self.guard = StepGuard(sharded, engine) if guard else None
+        self.theta0_live = False  # the anchor holds this RL step's θ0
+        self._expecting = self._ran = self._skip = False
         self._snapshot = False
         self._alpha: float | None = None
         self._slot = 0
@@ -153,49 +173,97 @@ class InStepReposition:
             h.remove()
         self._handles = []
 
-    def arm(self, snapshot: bool = False, alpha: float | None = None) -> None:
-        """Snapshot θ0 before the next optimizer step and/or reposition with `alpha` right after it."""
-        self._snapshot = self._snapshot or snapshot
-        self._alpha = alpha if alpha is not None else self._alpha
-        self._slot = 0
+    def expect_step(self, step_follows: bool, snapshot: bool = False, alpha: float | None = None) -> None:
+        """Before a micro-step: snapshot θ0 before the optimizer step that follows it and/or reposition with
+        `alpha` right after it."""
+        self._expecting, self._ran, self._skip = step_follows, False, False
+        self._snapshot, self._alpha, self._slot = snapshot, alpha, 0
         self._fired = {"snapshot": False, "reposition": False}
         if snapshot:
             self._sq_drift = {}
 
-    @property
-    def armed(self) -> bool:
-        return self._snapshot or self._alpha is not None
-
     def settle(self) -> None:
-        """After the armed optimizer step: check every armed stage ran, then disarm."""
-        if not self.armed:
+        """After the expected optimizer step: note a step the optimizer skipped by itself."""
+        if not self._expecting:
             return
-        missed = [s for s, want in (("snapshot", self._snapshot), ("reposition", self._alpha is not None))
-                  if want and not self._fired[s]]
-        self._snapshot, self._alpha = False, None
-        if missed:
+        self._expecting = False
+        if self._ran:
+            return
+        if self.guard is not None:  # DeepSpeed skips a step whose gradient norm is invalid
+            self.guard.skipped_optimizer_steps += 1
+            self.guard.fail("the optimizer skipped a step (non-finite gradients)", rollback=self.theta0_live)
+        elif self._snapshot or self._alpha is not None:
             raise RuntimeError(
-                f"the SFPO {' and '.join(missed)} was armed for an optimizer step that never ran (the step was "
-                "skipped, e.g. by fp16 loss scaling on an overflow); the RL step cannot be completed correctly"
+                "an SFPO stage was due in an optimizer step that never ran (the step was skipped, e.g. by loss "
+                "scaling on an overflow); the RL step cannot be completed correctly"
             )
+
+    def end_rl_step(self) -> None:
+        self.theta0_live = False
 
     # Each call of `step()` runs pre-hook, update, post-hook on the same tensors; under ZeRO there is one call
     # per (sub-)group, so slots run on across the calls of one optimizer step.
     def _pre_step(self, opt, args, kwargs) -> None:
+        tensors = stepped_tensors(opt)
+        first_call, self._ran = not self._ran, True
         if self._snapshot:
-            for i, p in enumerate(stepped_tensors(opt)):
+            for i, p in enumerate(tensors):
                 self.anchor.snapshot(self._slot + i, p)
-            self._fired["snapshot"] = True
+            self._fired["snapshot"] = self.theta0_live = True
+        g = self.guard
+        if g is None:
+            return
+        if first_call:  # one verdict per optimizer step, the same on every rank
+            if g.rollback_pending:
+                self._rollback()
+            self._skip = g.failed or not g.grads_finite(tensors)
+            if self._skip and not g.failed:
+                g.skipped_optimizer_steps += 1
+        if self._skip:
+            g.skip(tensors)
 
     def _post_step(self, opt, args, kwargs) -> None:
         tensors = stepped_tensors(opt)
-        if self._alpha is not None:
+        g = self.guard
+        if self._alpha is not None and not self._skip:
             for i, p in enumerate(tensors):
                 sq = self.anchor.reposition(self._slot + i, p, self._alpha)
                 key = self._drift_key(p)
                 self._sq_drift[key] = sq if key not in self._sq_drift else self._sq_drift[key] + sq
             self._fired["reposition"] = True
         self._slot += len(tensors)
+        if g is not None and not self._skip and not g.weights_finite(tensors):
+            if not self.theta0_live:
+                raise NonFiniteWeightsError(
+                    "the weights went non-finite in an optimizer step whose gradients were finite (an update "
+                    "overflowed; is the learning rate far too high?), and plain GRPO (sfpo_inner_steps=0) keeps no "
+                    "anchor to roll back to; the newest checkpoint on disk holds the last good weights"
+                )
+            g.fail("non-finite weights after an optimizer step")
+            self._rollback()
+
+    def rollback_now(self) -> None:
+        """A rollback found outside a step: θ0 into the tensors the optimizer steps, then into the model where an
+        engine keeps separate master copies (DeepSpeed ZeRO-1/2 and bf16: `update_lp_params`)."""
+        self._rollback()
+        engine = self.guard._norm_source if self.guard is not None else None
+        if engine is not None and hasattr(engine, "update_lp_params"):
+            engine.update_lp_params()
+        # ZeRO-3 copies its masters into the model's partitions only inside step(): until the next step the
+        # model keeps the last weights DeepSpeed applied (finite: DeepSpeed skipped the step that was not)
+
+    @torch.no_grad()
+    def _rollback(self) -> None:
+        """θ ← θ0 on every anchored tensor (the RL step's updates are void); non-finite optimizer state reset."""
+        if self.guard is not None:
+            self.guard.rollback_pending = False
+        if not self.theta0_live:
+            return
+        for slot, p in enumerate(self.anchor.tensors):
+            self.anchor.restore(slot, p)
+        for o in self.optimizers:
+            StepGuard.reset_nonfinite_state(o, self.anchor.tensors)
+        self._sq_drift = {}
 
     def _drift_key(self, p: torch.Tensor) -> tuple:
         """How this tensor's squared drift is summed over ranks: a DTensor over its Shard mesh dims (over a

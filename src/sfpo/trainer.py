@@ -28,6 +28,7 @@ import torch
 from trl import GRPOTrainer
 
 from sfpo.config import SFPOConfig
+from sfpo.guard import agree
 from sfpo.reposition import Anchor, InStepReposition
 from sfpo.switch import SFPOSwitch
 
@@ -78,6 +79,9 @@ class SFPOTrainer(GRPOTrainer):
         if not self.sfpo_switch.active:
             self.num_iterations = 1
         self.sfpo_rl_step = 0  # completed RL steps
+        self.sfpo_skipped_rl_steps = 0  # RL steps rolled back for a non-finite value
+        self._consecutive_skips = 0
+        self._closing_rl_step = False
         self.sfpo_rollouts = 0  # completions generated so far
         self._anchor = Anchor(device=args.sfpo_anchor_device)
         self._anchor_live = False  # the anchor holds this RL step's θ0
@@ -95,12 +99,21 @@ class SFPOTrainer(GRPOTrainer):
         """Whether the current RL step runs the slow-fast update (K > 0 and the switch has not fired)."""
         return self.num_iterations > 1
 
-    def _hooks(self) -> InStepReposition:
-        """The step hooks on the optimizer that really steps (built once the trainer has prepared it)."""
+    def _hooks(self) -> InStepReposition | None:
+        """The step hooks on the optimizer that really steps (built once the trainer has prepared it): SFPO's
+        stages and the non-finite guard. None only for plain GRPO with an optimizer torch cannot hook."""
         if self._in_step is None or self._in_step.optimizer is not self.optimizer:
             if self._in_step is not None:
                 self._in_step.remove()
-            self._in_step = InStepReposition(self.optimizer, self.model.parameters(), self._anchor)
+            try:
+                self._in_step = InStepReposition(self.optimizer, self.model.parameters(), self._anchor)
+            except TypeError:
+                if self.sfpo_k > 0:
+                    raise
+                logger.warning("the optimizer is not a torch optimizer: no non-finite guard for this run")
+                self._in_step = None
+                return None
+            self._in_step.theta0_live = self._anchor_live
         self._in_step.anchor = self._anchor  # a resume rebuilds the anchor
         return self._in_step
 
@@ -123,21 +136,26 @@ class SFPOTrainer(GRPOTrainer):
         spg, ga = self.args.steps_per_generation, self.args.gradient_accumulation_steps
         cycle = spg * self.num_iterations
         phase = self._step % cycle  # TRL's micro-step counter, before this micro-step
-        if self.sfpo_k > 0:
-            self._hooks().settle()  # the optimizer step armed at the previous micro-step has run
+        hooks = self._hooks()
+        if hooks is not None:
+            hooks.settle()  # the optimizer step that followed the previous micro-step has run (or was skipped)
         if phase == 0:
             self._pass_entropies = []
             self._drift_norm = None
-        if self.sfpo_active:
-            # Arm the stages for the optimizer step that follows this micro-step: the first one of the RL step
-            # snapshots θ0 (the weights this generation batch was sampled from) before it updates; the last one
-            # of pass K repositions right after it (a pass ends on an optimizer step: spg is a multiple of ga).
-            first, end_of_pass_k = phase == ga - 1, phase == self.sfpo_k * spg - 1
-            if first or end_of_pass_k:
-                self._hooks().arm(snapshot=first, alpha=self.args.sfpo_alpha if end_of_pass_k else None)
-                self._anchor_live |= first
+        if hooks is not None:
+            # Due in the optimizer step that follows this micro-step: the first one of the RL step snapshots θ0
+            # (the weights this generation batch was sampled from) before it updates; the last one of pass K
+            # repositions right after it (a pass ends on an optimizer step: spg is a multiple of ga).
+            first = self.sfpo_active and phase == ga - 1
+            end_of_pass_k = self.sfpo_active and phase == self.sfpo_k * spg - 1
+            hooks.expect_step((self._step + 1) % ga == 0, snapshot=first,
+                              alpha=self.args.sfpo_alpha if end_of_pass_k else None)
 
         loss = super().training_step(model, inputs, num_items_in_batch)
+        if hooks is not None and hooks.guard is not None:
+            # a non-finite loss means the weights (or the batch) are broken: the RL step's updates are void
+            if not agree(bool(torch.isfinite(loss).all()), sharded=True, device=loss.device):
+                hooks.guard.fail("non-finite loss", rollback=hooks.theta0_live)
 
         if phase >= cycle - spg:  # the last pass: its entropy feeds the switch
             entropy = self._metrics["train"].get("entropy")  # TRL appends one value per micro-step
@@ -161,7 +179,7 @@ class SFPOTrainer(GRPOTrainer):
         if ran_sfpo and not self.sfpo_switch.active:
             self.num_iterations = 1  # from the next RL step on: one pass per generation batch
         self.sfpo_rl_step += 1
-        self._anchor_live = False
+        self._closing_rl_step = True  # its last optimizer step follows this micro-step
 
         logs = {
             "sfpo/rl_step": self.sfpo_rl_step,
@@ -175,11 +193,52 @@ class SFPOTrainer(GRPOTrainer):
             logs["sfpo/drift_norm"] = self._drift_norm
         if self.sfpo_switch.last_z is not None:
             logs["sfpo/entropy_z"] = self.sfpo_switch.last_z
+        logs["sfpo/skipped_rl_steps"] = self.sfpo_skipped_rl_steps  # completed in _close_rl_step
         self._sfpo_logs = logs
         self.control.should_log = True  # one log line per RL step, whatever logging_steps says
         max_rl = self.args.sfpo_max_rl_steps
         if max_rl is not None and self.sfpo_rl_step >= max_rl:
             self.control.should_training_stop = True
+
+    def _maybe_log_save_evaluate(self, *args, **kwargs):
+        if self._closing_rl_step:  # after the RL step's last optimizer step, before its log and checkpoint
+            self._closing_rl_step = False
+            self._close_rl_step()
+        super()._maybe_log_save_evaluate(*args, **kwargs)
+
+    def _close_rl_step(self) -> None:
+        """Count an RL step that hit a non-finite value (its weights are back at θ0); stop after too many."""
+        hooks = self._in_step
+        if hooks is None or hooks.guard is None:
+            return
+        guard = hooks.guard
+        reason = guard.reason
+        if guard.rollback_pending:  # found outside a step and no step ran since (e.g. DeepSpeed skipped it)
+            hooks.rollback_now()
+        failed = guard.new_rl_step()
+        hooks.end_rl_step()
+        self._consecutive_skips = self._consecutive_skips + 1 if failed else 0
+        if failed:
+            self.sfpo_skipped_rl_steps += 1
+            logger.warning(f"RL step {self.sfpo_rl_step} skipped ({reason}): its weights are back at its start")
+        self._sfpo_logs["sfpo/skipped_rl_steps"] = self.sfpo_skipped_rl_steps
+        self._sfpo_logs["sfpo/skipped_optimizer_steps"] = guard.skipped_optimizer_steps
+        limit = self.args.sfpo_max_skipped_rl_steps
+        if self._consecutive_skips >= limit:
+            self._sfpo_stop_error = (
+                f"training stopped: {self._consecutive_skips} RL steps in a row hit non-finite values (last: "
+                f"{reason}) and were rolled back (sfpo_max_skipped_rl_steps={limit}); the checkpoint written now "
+                "holds the last good weights. Lower the learning rate, or check the rewards and the data"
+            )
+            self.control.should_save = True
+            self.control.should_training_stop = True
+
+    def train(self, *args, **kwargs):
+        self._sfpo_stop_error = None
+        result = super().train(*args, **kwargs)
+        if self._sfpo_stop_error:
+            raise NonFiniteTrainingError(self._sfpo_stop_error)
+        return result
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.model.training and self._sfpo_logs:
@@ -239,6 +298,14 @@ class SFPOTrainer(GRPOTrainer):
     # ------------------------------------------------------------------ checkpoints
 
     def _save_checkpoint(self, model, trial):
+        # Never write a non-finite value: the guard keeps them out of the weights, this is the last line.
+        local = [getattr(p, "ds_tensor", p) for p in self.model.parameters()]  # ZeRO-3: this rank's partition
+        local = [p.to_local() if hasattr(p, "to_local") else p for p in local]
+        finite = all(bool(torch.isfinite(p).all()) for p in local if p.numel())
+        if not agree(finite, sharded=True, device=local[0].device if local else torch.device("cpu")):
+            raise NonFiniteTrainingError(
+                f"refusing to write checkpoint-{self.state.global_step}: the weights hold non-finite values"
+            )
         super()._save_checkpoint(model, trial)
         folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
         self._save_sfpo_state(folder)
@@ -258,7 +325,7 @@ class SFPOTrainer(GRPOTrainer):
             "switch": self.sfpo_switch.state_dict(),
         }
         tensors = {
-            "anchor": self._anchor.state_dict() if (mid_step and self._anchor_live) else None,
+            "anchor": self._anchor.state_dict() if (mid_step and self._in_step and self._in_step.theta0_live) else None,
             "buffered_inputs": self._buffered_inputs if mid_step else None,
         }
         os.makedirs(folder, exist_ok=True)
@@ -296,6 +363,10 @@ class SFPOTrainer(GRPOTrainer):
         # The trainer counts loader batches as optimizer steps × accumulation; after the switch we drew more.
         self._resume_position = (s["epoch"], s["loader_pos"])
         return max(s["epoch"], 0), s["loader_pos"]
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Training stopped because of non-finite values (see docs/failure-modes.md)."""
 
 
 def _atomic_torch_save(obj, path: str) -> None:
