@@ -70,10 +70,10 @@ def direct(out: Path) -> None:
         anchor = Anchor()
         return model, opt, anchor, InStepReposition(opt, model.parameters(), anchor), seen
 
-    def optimizer_step(opt, hooks, **arm):
-        """One optimizer step with SFPO's stages armed; returns the collectives the step ran."""
-        if arm:
-            hooks.arm(**arm)
+    def optimizer_step(opt, hooks, **due):
+        """One optimizer step with SFPO's stages due; returns the collectives the step ran (the guard's two
+        scalar verdicts are in every step, so a step with stages due must run exactly what a plain one runs)."""
+        hooks.expect_step(True, **due)
         with CommDebugMode() as comm:
             opt.step()
         hooks.settle()
