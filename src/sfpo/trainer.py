@@ -28,6 +28,7 @@ import torch
 from trl import GRPOTrainer
 
 from sfpo.config import SFPOConfig
+from sfpo.guards import guard_reward_funcs
 from sfpo.reposition import Anchor, InStepReposition
 from sfpo.switch import SFPOSwitch
 
@@ -56,6 +57,8 @@ class SFPOTrainer(GRPOTrainer):
         super().__init__(model, reward_funcs, args, *pargs, **kwargs)
         self._check_loss_scaling()
         self._in_step: InStepReposition | None = None
+        # A reward that raises or returns NaN stops the run naming the function, before any update.
+        self.reward_funcs = guard_reward_funcs(self.reward_funcs, self.reward_func_names)
         self._sfpo_reset()
 
     # ------------------------------------------------------------------ state
