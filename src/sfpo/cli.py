@@ -58,7 +58,13 @@ def demo(
         folder = prepare_out(out)
     except ValueError as err:
         fail(str(err))
-    run_demo(settings, folder)
+    from sfpo.interrupt import TrainingInterrupted
+
+    try:
+        run_demo(settings, folder)
+    except TrainingInterrupted as stop:
+        typer.echo(f"interrupted: {stop}; the metrics so far are in {folder}", err=True)
+        raise typer.Exit(code=stop.exit_code) from None
 
 
 # --- train: one run from a YAML recipe ------------------------------------------------------------------
@@ -88,6 +94,8 @@ def train(
         typer.echo(resolved_yaml(recipe))
         return
     from sfpo.data import DatasetUnavailableError
+    from sfpo.guards import RewardFunctionError
+    from sfpo.interrupt import TrainingInterrupted
     from sfpo.pipeline import ModelUnavailableError
     from sfpo.pipeline import train as run_train
 
@@ -95,6 +103,12 @@ def train(
         run_dir = run_train(recipe, resume=resume)
     except (RecipeError, ModelUnavailableError, DatasetUnavailableError, FileNotFoundError) as err:
         fail(str(err))
+    except TrainingInterrupted as stop:
+        typer.echo(f"interrupted: {stop}; continue with the same command plus --resume", err=True)
+        raise typer.Exit(code=stop.exit_code) from None
+    except RewardFunctionError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1) from None
     typer.echo(f"run folder: {run_dir}")
 
 

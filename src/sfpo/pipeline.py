@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from sfpo.recipe import Recipe, RecipeError, resolved_yaml
+
+logger = logging.getLogger(__name__)
 
 
 class ModelUnavailableError(RuntimeError):
@@ -125,10 +128,30 @@ def make_evaluator(recipe: Recipe, tokenizer):
     return evaluator
 
 
-def last_checkpoint(run_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def checkpoint_is_complete(folder: Path, world_size: int = 1) -> bool:
+    """Whether a checkpoint's save finished: `SFPOTrainer` writes `sfpo_state.json` (main process) after the
+    model, optimizer, RNG and trainer state, and each rank's `sfpo_state-rank<r>.pt`, so a `kill -9` during a
+    save leaves a folder without them. transformers' own `get_last_checkpoint` takes the highest number."""
+    from sfpo.trainer import STATE_FILE, _rank_file
 
-    return get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    needed = ["trainer_state.json", STATE_FILE, *(_rank_file(r) for r in range(world_size))]
+    return all((folder / name).is_file() for name in needed)
+
+
+def last_checkpoint(run_dir: Path, world_size: int | None = None) -> str | None:
+    """The newest complete `checkpoint-<step>` in `run_dir` (incomplete ones are skipped with a warning)."""
+    if not run_dir.is_dir():
+        return None
+    world_size = world_size or int(os.environ.get("WORLD_SIZE", "1"))
+    steps = sorted(
+        (int(p.name.split("-", 1)[1]), p) for p in run_dir.glob("checkpoint-*")
+        if p.is_dir() and p.name.split("-", 1)[1].isdigit()
+    )
+    for _, folder in reversed(steps):
+        if checkpoint_is_complete(folder, world_size):
+            return str(folder)
+        logger.warning("skipping %s: its save did not finish (the run was killed while saving)", folder)
+    return None
 
 
 def check_run_dir(recipe: Recipe, resume: bool) -> str | None:
@@ -138,7 +161,7 @@ def check_run_dir(recipe: Recipe, resume: bool) -> str | None:
     if resume:
         ckpt = last_checkpoint(run_dir)
         if ckpt is None:
-            raise RecipeError(f"--resume: {str(run_dir)!r} holds no checkpoint-* folder to resume from")
+            raise RecipeError(f"--resume: {str(run_dir)!r} holds no complete checkpoint-* folder to resume from")
         return ckpt
     if started:
         raise RecipeError(f"trainer.output_dir {str(run_dir)!r} already holds a run; pass --resume to continue it "
@@ -150,6 +173,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     """Trains one run into `trainer.output_dir` (config.yaml, metrics.jsonl, checkpoints, best/, final/)."""
     from peft import LoraConfig
 
+    from sfpo.interrupt import GracefulStop
     from sfpo.runlog import RunRecorder
     from sfpo.trainer import SFPOTrainer
 
@@ -168,7 +192,10 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     (run_dir / "config.yaml").write_text(resolved_yaml(recipe))
     RunRecorder(run_dir, evaluator=evaluator, eval_every=(recipe.eval or {}).get("every", 5),
                 save_best=(recipe.eval or {}).get("save_best", True)).attach(trainer)
-    trainer.train(resume_from_checkpoint=checkpoint)
+    with GracefulStop().attach(trainer) as stop:  # SIGINT / SIGTERM: checkpoint at the next optimizer step
+        trainer.train(resume_from_checkpoint=checkpoint)
+    if stop.stopped:
+        raise stop.interrupted()
     trainer.save_model(str(run_dir / "final"))
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(run_dir / "final"))
