@@ -24,14 +24,15 @@ from sfpo.runlog import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "cpu" / "tiny-arithmetic-sfpo.yaml"
-# 2 RL steps of 4 prompts x 4 completions, K=3, 2 optimizer steps per pass: 8 optimizer steps per RL step.
+# 2 RL steps of 4 prompts x 4 completions, K=1, 2 optimizer steps per pass: 4 optimizer steps per RL step.
 SMALL = [
     "eval=null",
     "trainer.sfpo_max_rl_steps=2",
+    "trainer.sfpo_inner_steps=1",
     "trainer.generation_batch_size=16",
     "trainer.per_device_train_batch_size=8",
     "trainer.num_generations=4",
-    "trainer.max_completion_length=16",
+    "trainer.max_completion_length=12",
     "trainer.save_steps=1000",
 ]
 DEADLINE_S = 300  # only against a hang; nothing here is timed
@@ -87,8 +88,8 @@ def test_sigterm_checkpoints_and_resume_matches_the_uninterrupted_run(tmp_path):
     checkpoint = last_checkpoint(run)
     assert checkpoint is not None and checkpoint_is_complete(Path(checkpoint))
     step = int(checkpoint.rsplit("-", 1)[1])
-    assert 8 <= step < 16, "stopped within one optimizer step of the signal, before the end"
-    assert [r["rl_step"] for r in read_metrics(run / "metrics.jsonl")] == list(range(1, step // 8 + 1))
+    assert 4 <= step < 8, "stopped within one optimizer step of the signal, before the end"
+    assert [r["rl_step"] for r in read_metrics(run / "metrics.jsonl")] == list(range(1, step // 4 + 1))
     assert not (run / "final").exists()
 
     train_in_process(run, "--resume")
@@ -105,7 +106,7 @@ def test_kill_9_during_a_save_leaves_a_loadable_checkpoint_and_readable_metrics(
 
     run = tmp_path / "killed"
     proc = start_train(run, "trainer.save_steps=2")  # checkpoint-2, -4, -6, ... of 16 steps
-    wait_for(lambda: (run / "checkpoint-6").exists(), proc)  # kill as the third save starts
+    wait_for(lambda: (run / "checkpoint-6").exists(), proc)  # kill as the third save starts (of 4)
     proc.kill()
     proc.communicate(timeout=DEADLINE_S)
     with open(run / "metrics.jsonl", "a") as f:  # and as if a line was being written
@@ -130,6 +131,16 @@ def test_kill_9_during_a_save_leaves_a_loadable_checkpoint_and_readable_metrics(
 
 
 def test_second_signal_stops_at_once():
+    previous = signal.signal(
+        signal.SIGINT, signal.default_int_handler
+    )  # a background job starts with SIG_IGN
+    try:
+        _second_signal()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _second_signal():
     stop = GracefulStop()
     with stop, pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)

@@ -1,4 +1,4 @@
-"""Reward-function guards: a faulty reward stops the run with a message that names it, before any update.
+"""Guards at the trainer's boundary: reward functions, and a training set the run cannot use.
 
 TRL calls each reward function once per generation batch and turns its output into a tensor; a function
 that raises surfaces as a bare traceback from deep inside the trainer, and a NaN (or a string, or a short
@@ -23,7 +23,7 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["RewardFunctionError", "check_reward_output", "guard_reward_funcs"]
+__all__ = ["RewardFunctionError", "check_reward_output", "check_train_dataset", "guard_reward_funcs"]
 
 # Keyword arguments TRL passes that are not per-sample lists.
 _SHARED_KWARGS = frozenset({"trainer_state", "log_extra", "log_metric"})
@@ -183,3 +183,22 @@ def _pick(kwargs: dict, index: int | None) -> Any:
     if index is None:
         return None
     return kwargs["completions"][index]
+
+
+def check_train_dataset(dataset: Any, args: Any) -> None:
+    """ValueError unless ``dataset`` can feed one generation batch: TRL's sampler drops an incomplete batch,
+    so an empty or too-small dataset otherwise trains for zero steps without a word."""
+    if dataset is None or not hasattr(dataset, "__len__"):  # none given, or an IterableDataset: nothing to count
+        return
+    columns = getattr(dataset, "column_names", None)
+    if columns is not None and "prompt" not in columns:
+        raise ValueError(f"the training set has no 'prompt' column (its columns: {sorted(columns)})")
+    prompts_per_batch = args.generation_batch_size // args.num_generations
+    if len(dataset) == 0:
+        raise ValueError("the training set is empty")
+    if len(dataset) < prompts_per_batch:
+        raise ValueError(
+            f"the training set has {len(dataset)} prompts but one generation batch takes {prompts_per_batch} "
+            f"(generation_batch_size {args.generation_batch_size} / num_generations {args.num_generations}); "
+            "add prompts or lower generation_batch_size"
+        )

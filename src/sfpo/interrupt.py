@@ -56,7 +56,8 @@ class GracefulStop(TrainerCallback):
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():  # handlers can only be set there
             for sig in SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._on_signal)
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # e.g. SIGINT in a background job stays ignored
+                    self._previous[sig] = signal.signal(sig, self._on_signal)
         return self
 
     def __exit__(self, *exc) -> None:

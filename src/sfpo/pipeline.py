@@ -82,12 +82,60 @@ def build_train_dataset(recipe: Recipe, tokenizer):
         return get_task(recipe.task).train_dataset(recipe.dataset.get("limit") or 4096, seed=recipe.trainer.seed)
     spec = recipe.dataset
     files = spec.get("data_files") or {}
-    parts = [
-        load_dataset_recipe(name, split=spec.get("split"), data_files=files.get(name), limit=spec.get("limit"),
-                            tokenizer=tokenizer, chat=spec.get("chat", "auto"))
-        for name in spec["names"]
-    ]
+    parts = []
+    for name in spec["names"]:
+        try:
+            parts.append(load_dataset_recipe(name, split=spec.get("split"), data_files=files.get(name),
+                                             limit=spec.get("limit"), tokenizer=tokenizer,
+                                             chat=spec.get("chat", "auto")))
+        except (ValueError, StopIteration) as err:  # StopIteration: `datasets` on an empty JSON file
+            where = f" from {files[name]!r}" if name in files else ""
+            raise RecipeError(f"dataset {name!r}{where}: {err or 'the file holds no rows'}") from None
+        except Exception as err:  # a local file `datasets` cannot parse (the hub path raises its own errors)
+            if name not in files:
+                raise
+            raise RecipeError(f"dataset {name!r}: {files[name]!r} could not be read ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+
+def check_train_data(recipe: Recipe, data, tokenizer, policy) -> None:
+    """Refuse, before training, data the run cannot use: no rows, too few for one generation batch, a
+    conversational prompt without a chat template, or prompts that leave no room for the completion."""
+    from sfpo.guards import check_train_dataset
+
+    what = f"task {recipe.task!r}" if recipe.task else f"dataset {', '.join(recipe.dataset['names'])}"
+    try:
+        check_train_dataset(data, recipe.trainer)
+    except ValueError as err:
+        raise RecipeError(f"{what}: {err}") from None
+    prompts = list(data["prompt"])
+    conversational = isinstance(prompts[0], list)
+    if conversational and not getattr(tokenizer, "chat_template", None):
+        raise RecipeError(f"{what} has chat prompts but the tokenizer of {recipe.model!r} has no chat template; "
+                          "set dataset.chat: false (plain prompts) or use a model with a chat template")
+    limit, source = _max_length(recipe, policy)
+    if limit is None:
+        return
+    if conversational:
+        prompts = tokenizer.apply_chat_template(prompts, tokenize=False, add_generation_prompt=True)
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    room = limit - recipe.trainer.max_completion_length
+    too_long = [i for i, n in enumerate(lengths) if n > room]
+    if too_long:
+        i = max(too_long, key=lambda j: lengths[j])
+        raise RecipeError(
+            f"{what}: {len(too_long)} of {len(lengths)} prompts are longer than {room} tokens ({source} = {limit} "
+            f"minus trainer.max_completion_length = {recipe.trainer.max_completion_length}); the longest is row "
+            f"{i} with {lengths[i]} tokens. Lower max_completion_length, raise the limit, or drop long prompts"
+        )
+
+
+def _max_length(recipe: Recipe, policy) -> tuple[int | None, str]:
+    if recipe.trainer.vllm_max_model_length:
+        return recipe.trainer.vllm_max_model_length, "trainer.vllm_max_model_length"
+    limit = getattr(policy.config, "max_position_embeddings", None)
+    return (limit, "the model's max_position_embeddings") if isinstance(limit, int) else (None, "")
 
 
 def build_eval_sets(benchmarks: list[str], tokenizer, chat: Any = "auto", data_files: dict | None = None,
@@ -181,6 +229,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     model_path = resolve_model(recipe.model, recipe.task)
     policy, tokenizer = load_policy(model_path, recipe.model_kwargs)
     data = build_train_dataset(recipe, tokenizer)
+    check_train_data(recipe, data, tokenizer, policy)
     rewards = build_rewards(recipe)
     run_dir = recipe.run_dir
     peft_config = LoraConfig(**recipe.peft) if recipe.peft else None
