@@ -90,7 +90,7 @@ def build_train_dataset(recipe: Recipe, tokenizer):
                                              chat=spec.get("chat", "auto")))
         except (ValueError, StopIteration) as err:  # StopIteration: `datasets` on an empty JSON file
             where = f" from {files[name]!r}" if name in files else ""
-            raise RecipeError(f"dataset {name!r}{where}: {err or 'the file holds no rows'}") from None
+            raise RecipeError(f"dataset {name!r}{where}: {str(err) or 'the file holds no rows'}") from None
         except Exception as err:  # a local file `datasets` cannot parse (the hub path raises its own errors)
             if name not in files:
                 raise
@@ -205,16 +205,59 @@ def last_checkpoint(run_dir: Path, world_size: int | None = None) -> str | None:
 def check_run_dir(recipe: Recipe, resume: bool) -> str | None:
     """Refuse to write a new run over an old one; with resume, return the checkpoint to continue from."""
     run_dir = recipe.run_dir
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RecipeError(f"trainer.output_dir {str(run_dir)!r} is a file, not a folder")
     started = run_dir.is_dir() and any(run_dir.iterdir())
     if resume:
         ckpt = last_checkpoint(run_dir)
         if ckpt is None:
             raise RecipeError(f"--resume: {str(run_dir)!r} holds no complete checkpoint-* folder to resume from")
+        _check_same_run(recipe, run_dir / "config.yaml")
         return ckpt
     if started:
         raise RecipeError(f"trainer.output_dir {str(run_dir)!r} already holds a run; pass --resume to continue it "
                           "or choose another output_dir (e.g. --set trainer.output_dir=runs/new)")
     return None
+
+
+# Keys a resumed run may change: where and how often it logs and saves, how long it runs, its evaluation.
+RESUME_MAY_CHANGE = {"name", "eval", "output_dir", "logging_dir", "local_rank", "sfpo_max_rl_steps", "max_steps",
+                     "num_train_epochs", "save_steps", "save_strategy", "save_total_limit", "logging_steps",
+                     "report_to", "run_name", "disable_tqdm", "log_level", "log_level_replica"}
+
+
+def _check_same_run(recipe: Recipe, saved_config: Path) -> None:
+    """--resume continues the run in the folder only with the recipe it was started with (an exact resume
+    needs the same model, data and settings); what may change is in RESUME_MAY_CHANGE."""
+    import yaml
+
+    if not saved_config.is_file():
+        return
+    try:
+        before = yaml.safe_load(saved_config.read_text())
+    except yaml.YAMLError:
+        return
+    now = yaml.safe_load(resolved_yaml(recipe))
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in d.items():
+            if key in RESUME_MAY_CHANGE:
+                continue
+            if isinstance(value, dict) and key != "model_kwargs":
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[prefix + str(key)] = value
+        return out
+
+    a, b = flat(before or {}), flat(now)
+    changed = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if changed:
+        raise RecipeError(
+            f"--resume: {str(recipe.run_dir)!r} holds a run made with a different recipe ({'; '.join(changed[:5])}"
+            f"{'; ...' if len(changed) > 5 else ''}); resume with the recipe it was started with (a longer run: "
+            "--set trainer.sfpo_max_rl_steps=N), or choose another output_dir"
+        )
 
 
 def train(recipe: Recipe, resume: bool = False) -> Path:

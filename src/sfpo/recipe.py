@@ -139,6 +139,11 @@ def _unknown(keys, allowed: set, where: str) -> None:
     raise RecipeError(f"unknown key {extra[0]!r} in {where}; {'; '.join(h for h in hints if h)}")
 
 
+def _hint(name: Any, allowed) -> str:
+    close = did_you_mean(name, allowed)
+    return (f"{close} " if close else "") + f"allowed: {', '.join(sorted(allowed))}"
+
+
 def _check_values(section: dict, where: str, rules: dict) -> None:
     """Each key of ``section`` that has a rule: a Range, a type, or a tuple of allowed values."""
     for key, rule in rules.items():
@@ -232,7 +237,7 @@ def _check_dataset(dataset: Any, task: str | None) -> dict:
         raise RecipeError(f"dataset.names={names!r} is not allowed: give one dataset name or a list")
     for name in names:
         if name not in DATASETS:
-            raise RecipeError(f"unknown dataset {name!r} in dataset.names; allowed: {', '.join(sorted(DATASETS))}")
+            raise RecipeError(f"unknown dataset {name!r} in dataset.names; {_hint(name, DATASETS)}")
     chat = dataset.get("chat", "auto")
     if chat not in (True, False, "auto"):
         raise RecipeError(f"dataset.chat={chat!r} is not allowed: use true, false or auto")
@@ -255,8 +260,7 @@ def _check_eval(ev: Any, task: str | None) -> dict | None:
         raise RecipeError("eval.benchmarks is missing: list benchmark names (datasets or tasks)")
     for b in benchmarks:
         if b not in DATASETS and b not in TASKS:
-            raise RecipeError(f"unknown benchmark {b!r} in eval.benchmarks; allowed: "
-                              f"{', '.join(sorted(DATASETS))}, {', '.join(sorted(TASKS))}")
+            raise RecipeError(f"unknown benchmark {b!r} in eval.benchmarks; {_hint(b, [*DATASETS, *TASKS])}")
     for key, minimum in (("every", 1), ("n", 1), ("max_new_tokens", 1)):
         value = ev.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
@@ -275,7 +279,7 @@ def build_recipe(raw: dict) -> Recipe:
     _unknown(raw, TOP_KEYS, "the recipe")
     task = raw.get("task")
     if task is not None and task not in TASKS:
-        raise RecipeError(f"unknown task {task!r}; allowed: {', '.join(sorted(TASKS))}")
+        raise RecipeError(f"unknown task {task!r}; {_hint(task, TASKS)}")
     model = _check_model(raw.get("model"))
     if model == "tiny" and task is None:
         raise RecipeError("model='tiny' needs a task (the tiny policy is warm-started on one)")
