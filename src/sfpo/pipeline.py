@@ -211,7 +211,7 @@ def check_run_dir(recipe: Recipe, resume: bool) -> str | None:
     if resume:
         ckpt = last_checkpoint(run_dir)
         if ckpt is None:
-            raise RecipeError(f"--resume: {str(run_dir)!r} holds no complete checkpoint-* folder to resume from")
+            raise RecipeError(f"--resume: {str(run_dir)!r} holds no checkpoint to resume from (no complete checkpoint-* folder)")
         _check_same_run(recipe, run_dir / "config.yaml")
         return ckpt
     if started:
