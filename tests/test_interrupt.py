@@ -149,6 +149,40 @@ def _second_signal():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.distributed
+def test_a_signal_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    from conftest import build_tiny_lm
+
+    build_tiny_lm(tmp_path / "model")
+    here = Path(__file__).parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{here}{os.pathsep}{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29541",
+        str(here / "_interrupt_worker.py"),
+        str(tmp_path),
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=DEADLINE_S)
+    assert done.returncode == 0, done.stderr[-4000:]
+    r0, r1 = (torch.load(tmp_path / f"stop-rank{r}.pt") for r in (0, 1))
+    assert r0["stopped_step"] == r1["stopped_step"] == r0["global_step"] == 3, (r0, r1)
+    assert r0["signum"] == r1["signum"] == signal.SIGTERM  # rank 0 learned it from rank 1
+    checkpoint = tmp_path / "run" / "checkpoint-3"
+    assert checkpoint_is_complete(checkpoint, world_size=2) and not checkpoint_is_complete(
+        checkpoint, world_size=3
+    )
+    assert last_checkpoint(tmp_path / "run", world_size=2) == str(checkpoint)
+
+
 @pytest.mark.slow
 def test_sigterm_during_demo_writes_checkpoint_and_metrics(tmp_path):
     out = tmp_path / "demo"
