@@ -27,7 +27,6 @@ import torch
 from sfpo import reposition
 from sfpo.config import SFPOConfig
 
-
 STAGES = [
     (reposition.Anchor, "snapshot"),
     (reposition.Anchor, "reposition"),

@@ -67,11 +67,10 @@ def main(out: Path, job: str, opts: dict) -> None:
 
     callbacks, server = [], None
     if opts.get("vllm"):  # TRL's server mode with its HTTP client replaced by a fake server that keeps the weights
+        import transformers.integrations.deepspeed as hf_deepspeed
         from trl.generation.vllm_generation import VLLMGeneration
 
         from _fake_vllm import FakeVLLMServer
-
-        import transformers.integrations.deepspeed as hf_deepspeed
 
         # the fake server holds a whole model: build it outside the ZeRO-3 partitioned init
         zero3, hf_deepspeed._hf_deepspeed_config_weak_ref = hf_deepspeed._hf_deepspeed_config_weak_ref, None

@@ -6,6 +6,8 @@ that names the option, the value given and what is allowed.
 
 from __future__ import annotations
 
+import math
+
 import typer
 
 app = typer.Typer(
@@ -21,6 +23,11 @@ def fail(message: str) -> None:
     """Print an error for the user and exit with code 2 (bad input)."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=2)
+
+
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**32:
+        fail(f"--seed {seed} is not allowed: it must be an int in [0, 4294967295]")
 
 
 # --- commands are registered below, one section each ---------------------------------------------
@@ -50,15 +57,22 @@ def demo(
     settings.steps = steps if steps is not None else settings.steps
     settings.eval_every = eval_every if eval_every is not None else settings.eval_every
     if learning_rate is not None:
-        if not learning_rate > 0:
-            fail(f"--learning-rate {learning_rate!r} is not allowed: it must be > 0")
+        if not (learning_rate > 0 and math.isfinite(learning_rate)):
+            fail(f"--learning-rate {learning_rate!r} is not allowed: it must be a finite number > 0")
         settings.learning_rate = learning_rate
+    _check_seed(seed)
     try:
         settings.validate()
         folder = prepare_out(out)
     except ValueError as err:
         fail(str(err))
-    run_demo(settings, folder)
+    from sfpo.interrupt import TrainingInterrupted
+
+    try:
+        run_demo(settings, folder)
+    except TrainingInterrupted as stop:
+        typer.echo(f"interrupted: {stop}; the metrics so far are in {folder}", err=True)
+        raise typer.Exit(code=stop.exit_code) from None
 
 
 # --- train: one run from a YAML recipe ------------------------------------------------------------------
@@ -88,6 +102,8 @@ def train(
         typer.echo(resolved_yaml(recipe))
         return
     from sfpo.data import DatasetUnavailableError
+    from sfpo.guards import RewardFunctionError
+    from sfpo.interrupt import TrainingInterrupted
     from sfpo.pipeline import ModelUnavailableError
     from sfpo.pipeline import train as run_train
 
@@ -95,6 +111,12 @@ def train(
         run_dir = run_train(recipe, resume=resume)
     except (RecipeError, ModelUnavailableError, DatasetUnavailableError, FileNotFoundError) as err:
         fail(str(err))
+    except TrainingInterrupted as stop:
+        typer.echo(f"interrupted: {stop}; continue with the same command plus --resume", err=True)
+        raise typer.Exit(code=stop.exit_code) from None
+    except RewardFunctionError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1) from None
     typer.echo(f"run folder: {run_dir}")
 
 
@@ -146,10 +168,25 @@ def eval_(
             fail(f"{opt} {value!r} is not allowed: it must be an int ≥ 1")
     if chat not in ("auto", "true", "false"):
         fail(f"--chat {chat!r} is not allowed: use auto, true or false")
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        fail(f"--temperature {temperature!r} is not allowed: it must be a finite number ≥ 0 (0 = greedy)")
+    if not 0 < top_p <= 1:
+        fail(f"--top-p {top_p!r} is not allowed: it must be in (0, 1]")
+    if limit is not None and limit < 1:
+        fail(f"--limit {limit!r} is not allowed: it must be an int ≥ 1")
+    if backend not in ("auto", "hf", "vllm"):
+        fail(f"--backend {backend!r} is not allowed: use auto, hf or vllm")
+    if task is not None and task not in TASKS:
+        fail(f"--task {task!r} is not a task; allowed: {', '.join(sorted(TASKS))}")
+    _check_seed(seed)
+    files = _data_files(data_files)
+    for name in files:
+        if name not in names:
+            fail(f"--data-files {name}=...: {name!r} is not among --benchmarks ({', '.join(names)})")
     chat_value = {"auto": "auto", "true": True, "false": False}[chat]
     try:
         result, table, files = run_eval(model, names, out, n=n, temperature=temperature, top_p=top_p,
-                                        max_new_tokens=max_new_tokens, data_files=_data_files(data_files),
+                                        max_new_tokens=max_new_tokens, data_files=files,
                                         limit=limit, chat=chat_value, batch_size=batch_size, seed=seed,
                                         backend=backend, task=task)
     except (ModelUnavailableError, DatasetUnavailableError, FileNotFoundError, ValueError) as err:

@@ -182,6 +182,7 @@ def _quiet():
 def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progress=None) -> Path:
     from transformers import AutoTokenizer
 
+    from sfpo.interrupt import GracefulStop
     from sfpo.runlog import RunRecorder
     from sfpo.tasks import get_task
     from sfpo.trainer import SFPOTrainer
@@ -199,7 +200,10 @@ def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progre
                               processing_class=tokenizer)
         RunRecorder(run_dir, evaluator=make_evaluator(settings, tokenizer), eval_every=settings.eval_every,
                     on_step=progress).attach(trainer)
-        trainer.train()
+        with GracefulStop().attach(trainer) as stop:  # SIGINT / SIGTERM: checkpoint at the next optimizer step
+            trainer.train()
+    if stop.stopped:
+        raise stop.interrupted()
     return run_dir
 
 

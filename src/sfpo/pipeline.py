@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from sfpo.recipe import Recipe, RecipeError, resolved_yaml
+
+logger = logging.getLogger(__name__)
 
 
 class ModelUnavailableError(RuntimeError):
@@ -79,12 +82,60 @@ def build_train_dataset(recipe: Recipe, tokenizer):
         return get_task(recipe.task).train_dataset(recipe.dataset.get("limit") or 4096, seed=recipe.trainer.seed)
     spec = recipe.dataset
     files = spec.get("data_files") or {}
-    parts = [
-        load_dataset_recipe(name, split=spec.get("split"), data_files=files.get(name), limit=spec.get("limit"),
-                            tokenizer=tokenizer, chat=spec.get("chat", "auto"))
-        for name in spec["names"]
-    ]
+    parts = []
+    for name in spec["names"]:
+        try:
+            parts.append(load_dataset_recipe(name, split=spec.get("split"), data_files=files.get(name),
+                                             limit=spec.get("limit"), tokenizer=tokenizer,
+                                             chat=spec.get("chat", "auto")))
+        except (ValueError, StopIteration) as err:  # StopIteration: `datasets` on an empty JSON file
+            where = f" from {files[name]!r}" if name in files else ""
+            raise RecipeError(f"dataset {name!r}{where}: {str(err) or 'the file holds no rows'}") from None
+        except Exception as err:  # a local file `datasets` cannot parse (the hub path raises its own errors)
+            if name not in files:
+                raise
+            raise RecipeError(f"dataset {name!r}: {files[name]!r} could not be read ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+
+def check_train_data(recipe: Recipe, data, tokenizer, policy) -> None:
+    """Refuse, before training, data the run cannot use: no rows, too few for one generation batch, a
+    conversational prompt without a chat template, or prompts that leave no room for the completion."""
+    from sfpo.guards import check_train_dataset
+
+    what = f"task {recipe.task!r}" if recipe.task else f"dataset {', '.join(recipe.dataset['names'])}"
+    try:
+        check_train_dataset(data, recipe.trainer)
+    except ValueError as err:
+        raise RecipeError(f"{what}: {err}") from None
+    prompts = list(data["prompt"])
+    conversational = isinstance(prompts[0], list)
+    if conversational and not getattr(tokenizer, "chat_template", None):
+        raise RecipeError(f"{what} has chat prompts but the tokenizer of {recipe.model!r} has no chat template; "
+                          "set dataset.chat: false (plain prompts) or use a model with a chat template")
+    limit, source = _max_length(recipe, policy)
+    if limit is None:
+        return
+    if conversational:
+        prompts = tokenizer.apply_chat_template(prompts, tokenize=False, add_generation_prompt=True)
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    room = limit - recipe.trainer.max_completion_length
+    too_long = [i for i, n in enumerate(lengths) if n > room]
+    if too_long:
+        i = max(too_long, key=lambda j: lengths[j])
+        raise RecipeError(
+            f"{what}: {len(too_long)} of {len(lengths)} prompts are longer than {room} tokens ({source} = {limit} "
+            f"minus trainer.max_completion_length = {recipe.trainer.max_completion_length}); the longest is row "
+            f"{i} with {lengths[i]} tokens. Lower max_completion_length, raise the limit, or drop long prompts"
+        )
+
+
+def _max_length(recipe: Recipe, policy) -> tuple[int | None, str]:
+    if recipe.trainer.vllm_max_model_length:
+        return recipe.trainer.vllm_max_model_length, "trainer.vllm_max_model_length"
+    limit = getattr(policy.config, "max_position_embeddings", None)
+    return (limit, "the model's max_position_embeddings") if isinstance(limit, int) else (None, "")
 
 
 def build_eval_sets(benchmarks: list[str], tokenizer, chat: Any = "auto", data_files: dict | None = None,
@@ -125,20 +176,43 @@ def make_evaluator(recipe: Recipe, tokenizer):
     return evaluator
 
 
-def last_checkpoint(run_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def checkpoint_is_complete(folder: Path, world_size: int = 1) -> bool:
+    """Whether a checkpoint's save finished: `SFPOTrainer` writes `sfpo_state.json` (main process) after the
+    model, optimizer, RNG and trainer state, and each rank's `sfpo_state-rank<r>.pt`, so a `kill -9` during a
+    save leaves a folder without them. transformers' own `get_last_checkpoint` takes the highest number."""
+    from sfpo.trainer import STATE_FILE, _rank_file
 
-    return get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    needed = ["trainer_state.json", STATE_FILE, *(_rank_file(r) for r in range(world_size))]
+    return all((folder / name).is_file() for name in needed)
+
+
+def last_checkpoint(run_dir: Path, world_size: int | None = None) -> str | None:
+    """The newest complete `checkpoint-<step>` in `run_dir` (incomplete ones are skipped with a warning)."""
+    if not run_dir.is_dir():
+        return None
+    world_size = world_size or int(os.environ.get("WORLD_SIZE", "1"))
+    steps = sorted(
+        (int(p.name.split("-", 1)[1]), p) for p in run_dir.glob("checkpoint-*")
+        if p.is_dir() and p.name.split("-", 1)[1].isdigit()
+    )
+    for _, folder in reversed(steps):
+        if checkpoint_is_complete(folder, world_size):
+            return str(folder)
+        logger.warning("skipping %s: its save did not finish (the run was killed while saving)", folder)
+    return None
 
 
 def check_run_dir(recipe: Recipe, resume: bool) -> str | None:
     """Refuse to write a new run over an old one; with resume, return the checkpoint to continue from."""
     run_dir = recipe.run_dir
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RecipeError(f"trainer.output_dir {str(run_dir)!r} is a file, not a folder")
     started = run_dir.is_dir() and any(run_dir.iterdir())
     if resume:
         ckpt = last_checkpoint(run_dir)
         if ckpt is None:
-            raise RecipeError(f"--resume: {str(run_dir)!r} holds no checkpoint-* folder to resume from")
+            raise RecipeError(f"--resume: {str(run_dir)!r} holds no checkpoint to resume from (no complete checkpoint-* folder)")
+        _check_same_run(recipe, run_dir / "config.yaml")
         return ckpt
     if started:
         raise RecipeError(f"trainer.output_dir {str(run_dir)!r} already holds a run; pass --resume to continue it "
@@ -146,10 +220,51 @@ def check_run_dir(recipe: Recipe, resume: bool) -> str | None:
     return None
 
 
+# Keys a resumed run may change: where and how often it logs and saves, how long it runs, its evaluation.
+RESUME_MAY_CHANGE = {"name", "eval", "output_dir", "logging_dir", "local_rank", "sfpo_max_rl_steps", "max_steps",
+                     "num_train_epochs", "save_steps", "save_strategy", "save_total_limit", "logging_steps",
+                     "report_to", "run_name", "disable_tqdm", "log_level", "log_level_replica"}
+
+
+def _check_same_run(recipe: Recipe, saved_config: Path) -> None:
+    """--resume continues the run in the folder only with the recipe it was started with (an exact resume
+    needs the same model, data and settings); what may change is in RESUME_MAY_CHANGE."""
+    import yaml
+
+    if not saved_config.is_file():
+        return
+    try:
+        before = yaml.safe_load(saved_config.read_text())
+    except yaml.YAMLError:
+        return
+    now = yaml.safe_load(resolved_yaml(recipe))
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in d.items():
+            if key in RESUME_MAY_CHANGE:
+                continue
+            if isinstance(value, dict) and key != "model_kwargs":
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[prefix + str(key)] = value
+        return out
+
+    a, b = flat(before or {}), flat(now)
+    changed = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if changed:
+        raise RecipeError(
+            f"--resume: {str(recipe.run_dir)!r} holds a run made with a different recipe ({'; '.join(changed[:5])}"
+            f"{'; ...' if len(changed) > 5 else ''}); resume with the recipe it was started with (a longer run: "
+            "--set trainer.sfpo_max_rl_steps=N), or choose another output_dir"
+        )
+
+
 def train(recipe: Recipe, resume: bool = False) -> Path:
     """Trains one run into `trainer.output_dir` (config.yaml, metrics.jsonl, checkpoints, best/, final/)."""
     from peft import LoraConfig
 
+    from sfpo.interrupt import GracefulStop
     from sfpo.runlog import RunRecorder
     from sfpo.trainer import SFPOTrainer
 
@@ -157,6 +272,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     model_path = resolve_model(recipe.model, recipe.task)
     policy, tokenizer = load_policy(model_path, recipe.model_kwargs)
     data = build_train_dataset(recipe, tokenizer)
+    check_train_data(recipe, data, tokenizer, policy)
     rewards = build_rewards(recipe)
     run_dir = recipe.run_dir
     peft_config = LoraConfig(**recipe.peft) if recipe.peft else None
@@ -168,7 +284,10 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     (run_dir / "config.yaml").write_text(resolved_yaml(recipe))
     RunRecorder(run_dir, evaluator=evaluator, eval_every=(recipe.eval or {}).get("every", 5),
                 save_best=(recipe.eval or {}).get("save_best", True)).attach(trainer)
-    trainer.train(resume_from_checkpoint=checkpoint)
+    with GracefulStop().attach(trainer) as stop:  # SIGINT / SIGTERM: checkpoint at the next optimizer step
+        trainer.train(resume_from_checkpoint=checkpoint)
+    if stop.stopped:
+        raise stop.interrupted()
     trainer.save_model(str(run_dir / "final"))
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(run_dir / "final"))

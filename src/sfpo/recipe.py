@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -30,8 +29,11 @@ from typing import Any
 
 import yaml
 
+from sfpo.validate import Range, check_trainer_values, did_you_mean
+
 TOP_KEYS = {"name", "model", "model_kwargs", "task", "dataset", "rewards", "eval", "peft", "trainer"}
 DATASET_KEYS = {"names", "split", "chat", "data_files", "limit"}
+REWARD_OPTIONS = {"format_score", "timeout_s", "require_boxed"}
 EVAL_KEYS = {"benchmarks", "every", "n", "temperature", "top_p", "max_new_tokens", "limit", "data_files",
              "batch_size", "chat", "save_best"}
 
@@ -126,15 +128,52 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
 
 
 def _unknown(keys, allowed: set, where: str) -> None:
-    extra = sorted(set(keys) - allowed)
+    extra = sorted((k for k in keys if k not in allowed), key=str)
     if not extra:
         return
+    hints = [did_you_mean(extra[0], allowed)]
     if len(allowed) <= 20:
-        hint = f"allowed keys: {', '.join(sorted(allowed))}"
-    else:
-        close = difflib.get_close_matches(extra[0], allowed, n=3)
-        hint = f"did you mean {' or '.join(close)}?" if close else "see `python -c 'help(sfpo.SFPOConfig)'`"
-    raise RecipeError(f"unknown key {extra[0]!r} in {where}; {hint}")
+        hints.append(f"allowed keys: {', '.join(sorted(allowed))}")
+    elif not hints[0]:
+        hints.append("see `python -c 'help(sfpo.SFPOConfig)'`")
+    raise RecipeError(f"unknown key {extra[0]!r} in {where}; {'; '.join(h for h in hints if h)}")
+
+
+def _hint(name: Any, allowed) -> str:
+    close = did_you_mean(name, allowed)
+    return (f"{close} " if close else "") + f"allowed: {', '.join(sorted(allowed))}"
+
+
+def _check_values(section: dict, where: str, rules: dict) -> None:
+    """Each key of ``section`` that has a rule: a Range, a type, or a tuple of allowed values."""
+    for key, rule in rules.items():
+        if key not in section:
+            continue
+        value = section[key]
+        if isinstance(rule, Range):
+            ok, allowed = rule.ok(value), rule.describe()
+        elif isinstance(rule, tuple):
+            ok, allowed = value in rule and type(value) in {type(r) for r in rule}, " or ".join(map(repr, rule))
+        else:
+            ok, allowed = isinstance(value, rule) and not (rule is int and isinstance(value, bool)), rule.__name__
+        if not ok:
+            raise RecipeError(f"{where}.{key}={value!r} is not allowed: it must be {allowed}")
+
+
+def _check_data_files(files: Any, names: list, where: str) -> dict:
+    """`{name: path or [paths]}` naming only datasets of `names`, every path present."""
+    if files is None:
+        return {}
+    if not isinstance(files, dict):
+        raise RecipeError(f"{where}={files!r} is not allowed: give a mapping {{dataset name: file or folder}}")
+    for name, paths in files.items():
+        if name not in names:
+            hint = did_you_mean(name, names)
+            raise RecipeError(f"{where} names {name!r}, which is not one of {names}" + (f"; {hint}" if hint else ""))
+        for path in paths if isinstance(paths, list) else [paths]:
+            if not isinstance(path, str) or not Path(path).expanduser().exists():
+                raise RecipeError(f"{where}.{name}={path!r}: no such file or folder")
+    return files
 
 
 def _check_model(model: Any) -> str:
@@ -160,8 +199,26 @@ def _check_rewards(rewards: Any, task: str | None) -> list:
     for item in rewards:
         name = item.get("name") if isinstance(item, dict) else item
         if name not in REWARDS and name != "task":
-            raise RecipeError(f"unknown reward {name!r} in rewards; allowed: {', '.join(sorted(REWARDS))}, task")
+            hint = did_you_mean(name, [*REWARDS, "task"])
+            raise RecipeError(f"unknown reward {name!r} in rewards; allowed: {', '.join(sorted(REWARDS))}, task"
+                              + (f"; {hint}" if hint else ""))
+        if isinstance(item, dict) and len(item) > 1:
+            _check_reward_options(item)
     return rewards
+
+
+def _check_reward_options(item: dict) -> None:
+    from sfpo.rewards import make_math_accuracy
+
+    name = item["name"]
+    options = {k: v for k, v in item.items() if k != "name"}
+    if not str(name).startswith("math_accuracy"):
+        raise RecipeError(f"rewards: {name!r} takes no options (got {sorted(options)}); only math_accuracy* do")
+    _unknown(options, REWARD_OPTIONS, f"rewards ({name})")
+    try:
+        make_math_accuracy(name=name, **options)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"rewards ({name}): {err}") from None
 
 
 def _check_dataset(dataset: Any, task: str | None) -> dict:
@@ -180,10 +237,12 @@ def _check_dataset(dataset: Any, task: str | None) -> dict:
         raise RecipeError(f"dataset.names={names!r} is not allowed: give one dataset name or a list")
     for name in names:
         if name not in DATASETS:
-            raise RecipeError(f"unknown dataset {name!r} in dataset.names; allowed: {', '.join(sorted(DATASETS))}")
+            raise RecipeError(f"unknown dataset {name!r} in dataset.names; {_hint(name, DATASETS)}")
     chat = dataset.get("chat", "auto")
     if chat not in (True, False, "auto"):
         raise RecipeError(f"dataset.chat={chat!r} is not allowed: use true, false or auto")
+    _check_values(dataset, "dataset", {"split": str, "limit": Range(1, integer=True, none=True)})
+    _check_data_files(dataset.get("data_files"), names, "dataset.data_files")
     return {**dataset, "names": names, "chat": chat}
 
 
@@ -201,12 +260,15 @@ def _check_eval(ev: Any, task: str | None) -> dict | None:
         raise RecipeError("eval.benchmarks is missing: list benchmark names (datasets or tasks)")
     for b in benchmarks:
         if b not in DATASETS and b not in TASKS:
-            raise RecipeError(f"unknown benchmark {b!r} in eval.benchmarks; allowed: "
-                              f"{', '.join(sorted(DATASETS))}, {', '.join(sorted(TASKS))}")
+            raise RecipeError(f"unknown benchmark {b!r} in eval.benchmarks; {_hint(b, [*DATASETS, *TASKS])}")
     for key, minimum in (("every", 1), ("n", 1), ("max_new_tokens", 1)):
         value = ev.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
             raise RecipeError(f"eval.{key}={value!r} is not allowed: it must be an int ≥ {minimum}")
+    _check_values(ev, "eval", {"temperature": Range(0), "top_p": Range(0, 1, low_open=True),
+                               "limit": Range(1, integer=True, none=True), "batch_size": Range(1, integer=True),
+                               "save_best": bool, "chat": (True, False, "auto")})
+    _check_data_files(ev.get("data_files"), [b for b in benchmarks if b in DATASETS], "eval.data_files")
     return {**ev, "benchmarks": list(benchmarks)}
 
 
@@ -217,7 +279,7 @@ def build_recipe(raw: dict) -> Recipe:
     _unknown(raw, TOP_KEYS, "the recipe")
     task = raw.get("task")
     if task is not None and task not in TASKS:
-        raise RecipeError(f"unknown task {task!r}; allowed: {', '.join(sorted(TASKS))}")
+        raise RecipeError(f"unknown task {task!r}; {_hint(task, TASKS)}")
     model = _check_model(raw.get("model"))
     if model == "tiny" and task is None:
         raise RecipeError("model='tiny' needs a task (the tiny policy is warm-started on one)")
@@ -226,16 +288,20 @@ def build_recipe(raw: dict) -> Recipe:
         raise RecipeError("trainer must be a mapping of SFPOConfig fields with at least output_dir")
     allowed = {f.name for f in dataclasses.fields(SFPOConfig) if f.init}
     _unknown(trainer_raw, allowed, "trainer (SFPOConfig fields: TRL's GRPOConfig plus sfpo_*)")
+    problem = check_trainer_values(trainer_raw, SFPOConfig)
+    if problem:
+        raise RecipeError(problem)
     try:
         trainer = SFPOConfig(**trainer_raw)
     except (ValueError, TypeError) as err:
         raise RecipeError(f"trainer: {err}") from None
-    peft = raw.get("peft")
-    if peft is not None and not isinstance(peft, dict):
-        raise RecipeError(f"peft={peft!r} is not allowed: give LoraConfig fields as a mapping, or null")
+    peft = _check_peft(raw.get("peft"))
     model_kwargs = raw.get("model_kwargs") or {}
     if not isinstance(model_kwargs, dict):
         raise RecipeError(f"model_kwargs={model_kwargs!r} is not allowed: it must be a mapping")
+    _check_dtype(model_kwargs.get("dtype"))
+    if "name" in raw and not isinstance(raw["name"], str):
+        raise RecipeError(f"name={raw['name']!r} is not allowed: it must be a string")
     return Recipe(
         name=str(raw.get("name") or Path(trainer.output_dir).name),
         model=model,
@@ -248,6 +314,34 @@ def build_recipe(raw: dict) -> Recipe:
         peft=peft,
         raw=raw,
     )
+
+
+def _check_peft(peft: Any) -> dict | None:
+    if peft is None:
+        return None
+    if not isinstance(peft, dict):
+        raise RecipeError(f"peft={peft!r} is not allowed: give LoraConfig fields as a mapping, or null")
+    from peft import LoraConfig
+
+    _unknown(peft, {f.name for f in dataclasses.fields(LoraConfig) if f.init}, "peft (LoraConfig fields)")
+    problem = check_trainer_values(peft, LoraConfig)
+    if problem:
+        raise RecipeError(problem.replace("trainer.", "peft.", 1))
+    try:
+        LoraConfig(**peft)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"peft: {err}") from None
+    return peft
+
+
+def _check_dtype(dtype: Any) -> None:
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return
+    if not isinstance(dtype, str) or not isinstance(getattr(torch, dtype, None), torch.dtype):
+        raise RecipeError(f"model_kwargs.dtype={dtype!r} is not allowed: use auto or a torch dtype name such as "
+                          "float32, bfloat16 or float16")
 
 
 def resolved_yaml(recipe: Recipe) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from sfpo.guard import StepGuard
+from sfpo.nonfinite import StepGuard
 
 try:  # torch >= 2.4
     from torch.distributed.tensor import DTensor
@@ -139,7 +139,7 @@ class Anchor:
 
 
 class InStepReposition:
-    """Runs the anchor's two stages, and the non-finite guard (`sfpo.guard`), inside `optimizer.step()`.
+    """Runs the anchor's two stages, and the non-finite guard (`sfpo.nonfinite`), inside `optimizer.step()`.
 
     The trainer calls `expect_step(...)` before every micro-step, saying whether an optimizer step follows it and
     which stages are due in that step, and `settle()` at the next micro-step. A step the optimizer skipped by itself (DeepSpeed's overflow check) fails the RL

@@ -29,15 +29,21 @@ ALIASES = {"reward": "reward", "entropy": "entropy", "completions/mean_length": 
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The complete lines of a metrics file (a partial last line from an interrupted run is dropped)."""
-    lines = []
+    """The complete lines of a metrics file. A torn last line (a run killed mid-write: no newline, or bytes
+    that are not JSON) is dropped; a bad line before the end is an error naming it."""
     if not os.path.exists(path):
-        return lines
-    with open(path) as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break
+        return []
+    # A kill can cut a multi-byte character: decode leniently and let the JSON check catch it.
+    raw = Path(path).read_bytes().decode("utf-8", errors="replace").split("\n")
+    complete, tail = raw[:-1], raw[-1]  # `tail` is "" when the file ends with a newline
+    lines = []
+    for number, line in enumerate(complete, start=1):
+        try:
             lines.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if number == len(complete) and not tail:
+                break  # torn last line
+            raise ValueError(f"{path}:{number}: not a JSON line ({err.msg}); only the last line may be torn") from None
     return lines
 
 

@@ -28,7 +28,8 @@ import torch
 from trl import GRPOTrainer
 
 from sfpo.config import SFPOConfig
-from sfpo.guard import agree
+from sfpo.guards import check_train_dataset, guard_reward_funcs
+from sfpo.nonfinite import agree
 from sfpo.reposition import Anchor, InStepReposition
 from sfpo.switch import SFPOSwitch
 
@@ -57,6 +58,9 @@ class SFPOTrainer(GRPOTrainer):
         super().__init__(model, reward_funcs, args, *pargs, **kwargs)
         self._check_loss_scaling()
         self._in_step: InStepReposition | None = None
+        # A reward that raises or returns NaN stops the run naming the function, before any update.
+        self.reward_funcs = guard_reward_funcs(self.reward_funcs, self.reward_func_names)
+        check_train_dataset(self.train_dataset, args)  # TRL would train for zero steps on a too-small one
         self._sfpo_reset()
 
     # ------------------------------------------------------------------ state
