@@ -106,6 +106,8 @@ def train(
     from sfpo.interrupt import TrainingInterrupted
     from sfpo.pipeline import ModelUnavailableError
     from sfpo.pipeline import train as run_train
+    from sfpo.reposition import NonFiniteWeightsError
+    from sfpo.trainer import NonFiniteTrainingError
 
     try:  # train() checks the run folder before loading anything
         run_dir = run_train(recipe, resume=resume)
@@ -114,7 +116,7 @@ def train(
     except TrainingInterrupted as stop:
         typer.echo(f"interrupted: {stop}; continue with the same command plus --resume", err=True)
         raise typer.Exit(code=stop.exit_code) from None
-    except RewardFunctionError as err:
+    except (RewardFunctionError, NonFiniteTrainingError, NonFiniteWeightsError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=1) from None
     typer.echo(f"run folder: {run_dir}")
