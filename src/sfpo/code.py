@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "code_accuracy",
+    "code_eval_set",
     "extract_program",
     "make_code_accuracy",
     "parse_tests",
@@ -220,3 +221,16 @@ def make_code_accuracy(
 
 code_accuracy = make_code_accuracy(name="code_accuracy")
 code_accuracy_partial = make_code_accuracy(partial=True, name="code_accuracy_partial")
+
+
+def code_eval_set(name: str, ds, reward: Callable[..., list[float]] | None = None):
+    """An :class:`sfpo.evaluate.EvalSet` for a code dataset (columns ``prompt``, ``tests``, ``id``): a sample is
+    correct when its program passes every test (pass@1; avg@n over n samples)."""
+    from sfpo.evaluate import EvalSet
+
+    scorer = reward or code_accuracy
+
+    def score(completions: Sequence[Any], answer: Sequence[Any], **kwargs: Any) -> list[float]:
+        return scorer(completions, tests=list(answer))
+
+    return EvalSet(name, list(ds["prompt"]), list(ds["tests"]), score, ids=list(ds["id"]), extract=extract_program)

@@ -89,7 +89,7 @@ def build_train_dataset(recipe: Recipe, tokenizer):
 
 def build_eval_sets(benchmarks: list[str], tokenizer, chat: Any = "auto", data_files: dict | None = None,
                     limit: int | None = None) -> list:
-    """Benchmarks are dataset recipes (scored with math_accuracy) or offline tasks (their own reward)."""
+    """Benchmarks are dataset recipes (math_accuracy, or code_accuracy for code) or offline tasks (their own reward)."""
     from sfpo.data import load_dataset_recipe
     from sfpo.evaluate import EvalSet
     from sfpo.rewards import get_reward
@@ -104,6 +104,11 @@ def build_eval_sets(benchmarks: list[str], tokenizer, chat: Any = "auto", data_f
             continue
         ds = load_dataset_recipe(name, data_files=(data_files or {}).get(name), limit=limit, tokenizer=tokenizer,
                                  chat=chat)
+        if "tests" in ds.column_names:  # a code benchmark: run the programs against the tests
+            from sfpo.code import code_eval_set
+
+            sets.append(code_eval_set(name, ds))
+            continue
         sets.append(EvalSet(name, list(ds["prompt"]), list(ds["answer"]), get_reward("math_accuracy"),
                             ids=list(ds["id"])))
     return sets
