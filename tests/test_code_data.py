@@ -132,3 +132,24 @@ def test_pyfunc_task_rewards_the_worked_solution_and_splits_by_function():
     assert held_out.isdisjoint(p.answer for p in task.train_problems(2000, seed=0))
     assert all(len(p.question) + len(p.solution) < 100 for p in problems)  # fits the tiny policy's window
     assert extract_program(solutions[0]).startswith("f=lambda x:")
+
+
+def test_the_code_recipes_build_a_sandboxed_code_reward_and_code_benchmarks():
+    from pathlib import Path
+
+    import yaml
+
+    from sfpo.pipeline import build_rewards
+    from sfpo.recipe import cpu_only_overrides, load_recipe
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "code"
+    arms = {}
+    for path in sorted(root.glob("*.yaml")):
+        recipe = load_recipe(path, cpu_only_overrides(yaml.safe_load(path.read_text())))
+        arms[recipe.trainer.sfpo_inner_steps] = recipe
+        assert recipe.dataset["names"] == ["deepcoder"]
+        assert recipe.eval["benchmarks"] == ["humaneval", "mbpp", "livecodebench"]
+        (reward,) = build_rewards(recipe)
+        assert reward.__name__ == "code_accuracy"
+        assert reward(["```python\nprint(input())\n```"], tests=[[{"input": "7", "output": "7"}]]) == [1.0]
+    assert set(arms) == {0, 3}

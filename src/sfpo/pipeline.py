@@ -52,7 +52,7 @@ def load_policy(model: str, model_kwargs: dict | None = None):
 
 
 def build_rewards(recipe: Recipe) -> list:
-    from sfpo.rewards import get_reward, make_math_accuracy
+    from sfpo.rewards import get_reward, make_code_accuracy, make_math_accuracy
     from sfpo.tasks import get_task
 
     if not recipe.rewards:
@@ -63,7 +63,13 @@ def build_rewards(recipe: Recipe) -> list:
             funcs.append(get_task(recipe.task).reward)
         elif isinstance(item, dict):
             options = {k: v for k, v in item.items() if k != "name"}
-            funcs.append(make_math_accuracy(name=item["name"], **options) if options else get_reward(item["name"]))
+            if not options:
+                funcs.append(get_reward(item["name"]))
+            elif item["name"].startswith("code_"):  # e.g. {name: code_accuracy, timeout_s: 10, memory_mb: 2048}
+                funcs.append(make_code_accuracy(name=item["name"], partial=item["name"].endswith("_partial"),
+                                                **options))
+            else:
+                funcs.append(make_math_accuracy(name=item["name"], **options))
         else:
             funcs.append(get_reward(item))
     return funcs
