@@ -153,3 +153,25 @@ def test_the_code_recipes_build_a_sandboxed_code_reward_and_code_benchmarks():
         assert reward.__name__ == "code_accuracy"
         assert reward(["```python\nprint(input())\n```"], tests=[[{"input": "7", "output": "7"}]]) == [1.0]
     assert set(arms) == {0, 3}
+
+
+def test_sfpo_eval_reports_pass_at_1_on_code_benchmarks(tmp_path, tiny_lm):
+    from typer.testing import CliRunner
+
+    from sfpo.cli import app
+
+    mbpp = write_jsonl(tmp_path / "mbpp.jsonl", MBPP_ROWS)
+    lcb = write_jsonl(tmp_path / "lcb.jsonl", LCB_ROWS)
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(app, [
+        "eval", "--model", tiny_lm, "--benchmarks", "mbpp,livecodebench", "--data-files", f"mbpp={mbpp}",
+        "--data-files", f"livecodebench={lcb}", "--n", "2", "--max-new-tokens", "8", "--backend", "hf",
+        "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "eval.json").read_text())
+    assert set(summary["scores"]) == {"mbpp", "livecodebench"} and summary["n"] == 2
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == (2 + 1) * 2
+    # an untrained model writes no working program: every sample scored, none correct
+    assert all(s["correct"] is False and s["score"] == 0.0 for s in samples)
+    assert "avg@2" in result.output

@@ -8,7 +8,7 @@ in the sandbox (:mod:`sfpo.code`) against held-out inputs::
                                 f=lambda x:3*x+2
                                 ```
 
-Functions are ``a*x+b`` or ``a*x*x+b`` with a in -9..9 (not 0) and b in -20..20. The worked solution takes
+Functions are ``a*x+b`` or ``a*x*x+b`` with a in -9..9 (not 0) and b in -50..50. The worked solution takes
 the two differences d1 = f(1)-f(0) and d2 = f(2)-f(1): equal differences mean a line with slope d1, unequal
 ones the square with a = d1; b is f(0). The gold ``answer`` is the test code (asserts at x = -3, 3, 4, 5, 7,
 10, each requiring an ``int`` result), so the reward reads no other column; the held-out split is by function,
@@ -38,7 +38,7 @@ class PyFuncTask(Task):
 
     name: str = "pyfunc"
     max_slope: int = 9
-    max_offset: int = 20
+    max_offset: int = 50
     timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
