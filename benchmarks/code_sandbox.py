@@ -36,11 +36,15 @@ def pyfunc_batch(n: int, seed: int) -> tuple[list[str], list[str], list[float]]:
 
 
 def stdio_batch(n: int, seed: int) -> tuple[list[str], list[str], list[float]]:
-    cases = json.dumps([{"input": f"{a} {b}\n", "output": f"{a + b}\n"} for a, b in ((1, 2), (10, -3), (7, 7))])
+    cases = json.dumps(
+        [{"input": f"{a} {b}\n", "output": f"{a + b}\n"} for a, b in ((1, 2), (10, -3), (7, 7))]
+    )
     completions, expected = [], []
     for i in range(n):
         op = "-" if i % 2 else "+"
-        completions.append(f"```python\n# {seed * n + i}\na, b = map(int, input().split())\nprint(a {op} b)\n```")
+        completions.append(
+            f"```python\n# {seed * n + i}\na, b = map(int, input().split())\nprint(a {op} b)\n```"
+        )
         expected.append(0.0 if i % 2 else 1.0)
     return completions, [cases] * n, expected
 
@@ -50,8 +54,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print(f"sandbox mode: {sandbox.mode()}; workers: {_workers()}; CPUs: {os.cpu_count()}; batch: {args.batch}")
-    for name, make, runs_per_program in (("pyfunc (asserts)", pyfunc_batch, 1), ("stdin/stdout x3", stdio_batch, 3)):
+    print(
+        f"sandbox mode: {sandbox.mode()}; workers: {_workers()}; CPUs: {os.cpu_count()}; batch: {args.batch}"
+    )
+    for name, make, runs_per_program in (
+        ("pyfunc (asserts)", pyfunc_batch, 1),
+        ("stdin/stdout x3", stdio_batch, 3),
+    ):
         rates = []
         for r in range(args.repeats):
             completions, tests, expected = make(args.batch, seed=r)
@@ -62,8 +71,10 @@ def main() -> None:
                 raise SystemExit(f"{name}: wrong scores ({sum(scores)} right, expected {sum(expected)})")
             rates.append(args.batch / seconds)
         rate = statistics.median(rates)
-        print(f"{name:18s} {rate:7.1f} programs/s  ({rate * runs_per_program:7.1f} sandbox runs/s; "
-              f"{args.batch / rate:5.2f} s per batch of {args.batch}; range {min(rates):.1f}-{max(rates):.1f})")
+        print(
+            f"{name:18s} {rate:7.1f} programs/s  ({rate * runs_per_program:7.1f} sandbox runs/s; "
+            f"{args.batch / rate:5.2f} s per batch of {args.batch}; range {min(rates):.1f}-{max(rates):.1f})"
+        )
 
 
 if __name__ == "__main__":

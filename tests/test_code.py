@@ -15,7 +15,9 @@ from sfpo.code import code_accuracy, code_accuracy_partial, extract_program, mak
 from sfpo.rewards import REWARDS, get_reward
 
 ISOLATED = sandbox.mode() == "bwrap"
-needs_isolation = pytest.mark.skipif(not ISOLATED, reason="bubblewrap unavailable: the fallback does not isolate this")
+needs_isolation = pytest.mark.skipif(
+    not ISOLATED, reason="bubblewrap unavailable: the fallback does not isolate this"
+)
 
 ADD_IO = [{"input": "2 3\n", "output": "5\n"}, {"input": "10 -4\n", "output": "6"}]
 ADD_ASSERTS = "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n"
@@ -71,12 +73,17 @@ def test_assert_tests_score_right_and_wrong_programs():
 
 
 def test_program_output_does_not_disturb_the_assert_verdict():
-    noisy = fenced("import sys\nprint('hello')\nsys.stderr.write('x' * 1000)\ndef add(a, b):\n    return a + b")
+    noisy = fenced(
+        "import sys\nprint('hello')\nsys.stderr.write('x' * 1000)\ndef add(a, b):\n    return a + b"
+    )
     assert code_accuracy([noisy], tests=[ADD_ASSERTS]) == [1.0]
 
 
 def test_registered_by_name_and_needs_the_tests_column():
-    assert REWARDS["code_accuracy"] is code_accuracy and get_reward("code_accuracy_partial") is code_accuracy_partial
+    assert (
+        REWARDS["code_accuracy"] is code_accuracy
+        and get_reward("code_accuracy_partial") is code_accuracy_partial
+    )
     with pytest.raises(ValueError, match="'tests' column"):
         code_accuracy(["print(1)"])
     with pytest.raises(ValueError, match="2 completions but 1 test sets"):
@@ -91,7 +98,15 @@ def test_registered_by_name_and_needs_the_tests_column():
 
 
 def test_garbage_completions_score_zero_without_raising():
-    garbage = ["", None, "I don't know.", "```\n```", 3.5, [{"role": "assistant", "content": None}], "\x00\x01"]
+    garbage = [
+        "",
+        None,
+        "I don't know.",
+        "```\n```",
+        3.5,
+        [{"role": "assistant", "content": None}],
+        "\x00\x01",
+    ]
     assert code_accuracy(garbage, tests=[ADD_IO] * len(garbage)) == [0.0] * len(garbage)
     assert code_accuracy(garbage, tests=[ADD_ASSERTS] * len(garbage)) == [0.0] * len(garbage)
     # rows whose tests are unusable score 0 rather than passing vacuously
@@ -119,8 +134,11 @@ def test_early_exit_before_the_asserts_is_not_a_pass():
 
 def test_infinite_loops_return_within_the_time_limit():
     reward = make_code_accuracy(timeout_s=1.0)
-    loops = [fenced("while True:\n    pass"), fenced("import time\ntime.sleep(60)"),
-             fenced("def add(a, b):\n    while True: pass")]
+    loops = [
+        fenced("while True:\n    pass"),
+        fenced("import time\ntime.sleep(60)"),
+        fenced("def add(a, b):\n    while True: pass"),
+    ]
     started = time.monotonic()
     assert reward(loops * 2, tests=[ADD_ASSERTS, ADD_IO, ADD_ASSERTS] * 2) == [0.0] * 6
     # six one-second limits, stopped by the limit rather than by the programs (which never end)
@@ -129,8 +147,10 @@ def test_infinite_loops_return_within_the_time_limit():
 
 def test_memory_bomb_is_stopped():
     reward = make_code_accuracy(timeout_s=10.0, memory_mb=256)
-    bombs = [fenced("x = bytearray(8 * 1024**3)\ndef add(a, b): return a + b"),
-             fenced("chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024**2))")]
+    bombs = [
+        fenced("x = bytearray(8 * 1024**3)\ndef add(a, b): return a + b"),
+        fenced("chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024**2))"),
+    ]
     assert reward(bombs, tests=[ADD_ASSERTS, ADD_IO]) == [0.0, 0.0]
 
 
@@ -151,7 +171,9 @@ def test_secrets_in_the_trainers_environment_are_not_visible(monkeypatch):
     asserts = f"import os\nassert os.environ.get('SFPO_TEST_SECRET') == {secret!r}\n"
     assert code_accuracy([leak_io, leak_assert], tests=[cases, asserts]) == [0.0, 0.0]
     # the program really ran: it printed what it saw
-    assert sandbox.run_python(["-c", "import os; print(os.environ.get('SFPO_TEST_SECRET'))"]).stdout == b"None\n"
+    assert (
+        sandbox.run_python(["-c", "import os; print(os.environ.get('SFPO_TEST_SECRET'))"]).stdout == b"None\n"
+    )
 
 
 @needs_isolation
@@ -164,15 +186,14 @@ def test_a_parent_process_environment_cannot_be_read_through_proc():
 @needs_isolation
 def test_writes_outside_the_working_directory_do_not_appear(tmp_path):
     target = tmp_path / "escaped.txt"
-    prog = fenced(
-        f"open({str(target)!r}, 'w').write('x')\n"
-        "def add(a, b): return a + b"
-    )
+    prog = fenced(f"open({str(target)!r}, 'w').write('x')\ndef add(a, b): return a + b")
     home = fenced("import os\nopen(os.path.expanduser('~/../../root/sfpo-escape'), 'w').write('x')")
     assert code_accuracy([prog, home], tests=[ADD_ASSERTS, ADD_IO]) == [0.0, 0.0]
     assert not target.exists() and not os.path.exists("/root/sfpo-escape")
     # the working directory itself is writable, private and empty at the start
-    result = sandbox.run_python(["-c", "import os; print(os.listdir('.')); open('f', 'w').write('1'); print('ok')"])
+    result = sandbox.run_python(
+        ["-c", "import os; print(os.listdir('.')); open('f', 'w').write('1'); print('ok')"]
+    )
     assert result.stdout == b"[]\nok\n"
 
 

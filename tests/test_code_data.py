@@ -25,42 +25,71 @@ def lcb_blob(cases) -> str:
 
 
 MBPP_ROWS = [
-    {"task_id": 11, "text": "Write a function to add two numbers.", "code": "def add(a, b):\n    return a + b",
-     "test_list": ["assert add(1, 2) == 3", "assert add(0, 0) == 0", "assert add(-1, 5) == 4"],
-     "test_setup_code": "", "challenge_test_list": []},
-    {"task_id": 12, "text": "Write a function that doubles a number.", "code": "def double(x):\n    return x * 2",
-     "test_list": ["assert double(2) == 4"], "test_setup_code": "import math", "challenge_test_list": []},
+    {
+        "task_id": 11,
+        "text": "Write a function to add two numbers.",
+        "code": "def add(a, b):\n    return a + b",
+        "test_list": ["assert add(1, 2) == 3", "assert add(0, 0) == 0", "assert add(-1, 5) == 4"],
+        "test_setup_code": "",
+        "challenge_test_list": [],
+    },
+    {
+        "task_id": 12,
+        "text": "Write a function that doubles a number.",
+        "code": "def double(x):\n    return x * 2",
+        "test_list": ["assert double(2) == 4"],
+        "test_setup_code": "import math",
+        "challenge_test_list": [],
+    },
 ]
 HUMANEVAL_ROWS = [
-    {"task_id": "HumanEval/0", "prompt": "from typing import List\n\n\ndef total(xs: List[int]) -> int:\n"
-     "    \"\"\"Sum of xs.\"\"\"\n", "canonical_solution": "    return sum(xs)\n",
-     "test": "def check(candidate):\n    assert candidate([1, 2]) == 3\n    assert candidate([]) == 0\n",
-     "entry_point": "total"},
+    {
+        "task_id": "HumanEval/0",
+        "prompt": 'from typing import List\n\n\ndef total(xs: List[int]) -> int:\n    """Sum of xs."""\n',
+        "canonical_solution": "    return sum(xs)\n",
+        "test": "def check(candidate):\n    assert candidate([1, 2]) == 3\n    assert candidate([]) == 0\n",
+        "entry_point": "total",
+    },
 ]
 SUM_CASES = [{"input": "1 2\n", "output": "3\n", "testtype": "stdin"}]
 LCB_ROWS = [
-    {"question_id": "abc001_a", "question_content": "Read two integers and print their sum.",
-     "public_test_cases": json.dumps(SUM_CASES),
-     "private_test_cases": lcb_blob([{"input": "5 7\n", "output": "12\n", "testtype": "stdin"}]),
-     "starter_code": "", "metadata": "{}"},
-    {"question_id": "lc1", "question_content": "LeetCode style.",
-     "public_test_cases": json.dumps([{"input": "[1]", "output": "1", "testtype": "functional"}]),
-     "private_test_cases": lcb_blob([{"input": "[1]", "output": "1", "testtype": "functional"}]),
-     "starter_code": "class Solution:", "metadata": json.dumps({"func_name": "f"})},
+    {
+        "question_id": "abc001_a",
+        "question_content": "Read two integers and print their sum.",
+        "public_test_cases": json.dumps(SUM_CASES),
+        "private_test_cases": lcb_blob([{"input": "5 7\n", "output": "12\n", "testtype": "stdin"}]),
+        "starter_code": "",
+        "metadata": "{}",
+    },
+    {
+        "question_id": "lc1",
+        "question_content": "LeetCode style.",
+        "public_test_cases": json.dumps([{"input": "[1]", "output": "1", "testtype": "functional"}]),
+        "private_test_cases": lcb_blob([{"input": "[1]", "output": "1", "testtype": "functional"}]),
+        "starter_code": "class Solution:",
+        "metadata": json.dumps({"func_name": "f"}),
+    },
 ]
 DEEPCODER_ROWS = [
-    {"problem": "Print the sum of two integers.",
-     "tests": json.dumps([{"input": "2 2\n", "output": "4\n", "type": "stdin_stdout"}])},
-    {"problem": "Function problem.",
-     "tests": json.dumps([{"input": [1], "output": [1], "type": "function_call"}])},
+    {
+        "problem": "Print the sum of two integers.",
+        "tests": json.dumps([{"input": "2 2\n", "output": "4\n", "type": "stdin_stdout"}]),
+    },
+    {
+        "problem": "Function problem.",
+        "tests": json.dumps([{"input": [1], "output": [1], "type": "function_call"}]),
+    },
 ]
 SUM_PROGRAM = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
 
 
 def test_code_recipes_are_registered_with_hub_ids():
-    for name, hub in (("mbpp", "google-research-datasets/mbpp"), ("humaneval", "openai/openai_humaneval"),
-                      ("livecodebench", "lighteval/code_generation_lite"),
-                      ("deepcoder", "agentica-org/DeepCoder-Preview-Dataset")):
+    for name, hub in (
+        ("mbpp", "google-research-datasets/mbpp"),
+        ("humaneval", "openai/openai_humaneval"),
+        ("livecodebench", "lighteval/code_generation_lite"),
+        ("deepcoder", "agentica-org/DeepCoder-Preview-Dataset"),
+    ):
         assert DATASETS[name].hub_id == hub and DATASETS[name].kind == "code"
 
 
@@ -68,7 +97,10 @@ def test_mbpp_rows_become_prompt_and_assert_tests_that_the_reference_code_passes
     ds = load_dataset_recipe("mbpp", data_files=write_jsonl(tmp_path / "mbpp.jsonl", MBPP_ROWS))
     assert ds.column_names == ["prompt", "tests", "problem", "id"]
     assert ds["id"] == ["mbpp-11", "mbpp-12"]
-    assert "assert add(1, 2) == 3" in ds[0]["prompt"][0]["content"] and "```python" in ds[0]["prompt"][0]["content"]
+    assert (
+        "assert add(1, 2) == 3" in ds[0]["prompt"][0]["content"]
+        and "```python" in ds[0]["prompt"][0]["content"]
+    )
     assert ds[1]["tests"].startswith("import math\n")
     reference = [f"```python\n{row['code']}\n```" for row in MBPP_ROWS]
     assert code_accuracy(reference, tests=ds["tests"]) == [1.0, 1.0]
@@ -76,13 +108,17 @@ def test_mbpp_rows_become_prompt_and_assert_tests_that_the_reference_code_passes
 
 
 def test_humaneval_tests_call_check_on_the_entry_point(tmp_path):
-    ds = load_dataset_recipe("humaneval", data_files=write_jsonl(tmp_path / "he.jsonl", HUMANEVAL_ROWS), chat=False)
+    ds = load_dataset_recipe(
+        "humaneval", data_files=write_jsonl(tmp_path / "he.jsonl", HUMANEVAL_ROWS), chat=False
+    )
     row = ds[0]
     assert row["tests"].rstrip().endswith("check(total)") and row["id"] == "humaneval-HumanEval-0"
     assert "def total" in row["prompt"]
     solution = HUMANEVAL_ROWS[0]["prompt"] + HUMANEVAL_ROWS[0]["canonical_solution"]
-    assert code_accuracy([f"```python\n{solution}```", "```python\ndef total(xs):\n    return 0\n```"],
-                         tests=[row["tests"]] * 2) == [1.0, 0.0]
+    assert code_accuracy(
+        [f"```python\n{solution}```", "```python\ndef total(xs):\n    return 0\n```"],
+        tests=[row["tests"]] * 2,
+    ) == [1.0, 0.0]
 
 
 def test_livecodebench_decodes_private_tests_and_drops_functional_problems(tmp_path):
@@ -163,10 +199,28 @@ def test_sfpo_eval_reports_pass_at_1_on_code_benchmarks(tmp_path, tiny_lm):
     mbpp = write_jsonl(tmp_path / "mbpp.jsonl", MBPP_ROWS)
     lcb = write_jsonl(tmp_path / "lcb.jsonl", LCB_ROWS)
     out = tmp_path / "eval"
-    result = CliRunner().invoke(app, [
-        "eval", "--model", tiny_lm, "--benchmarks", "mbpp,livecodebench", "--data-files", f"mbpp={mbpp}",
-        "--data-files", f"livecodebench={lcb}", "--n", "2", "--max-new-tokens", "8", "--backend", "hf",
-        "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            tiny_lm,
+            "--benchmarks",
+            "mbpp,livecodebench",
+            "--data-files",
+            f"mbpp={mbpp}",
+            "--data-files",
+            f"livecodebench={lcb}",
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--backend",
+            "hf",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "eval.json").read_text())
     assert set(summary["scores"]) == {"mbpp", "livecodebench"} and summary["n"] == 2

@@ -165,7 +165,11 @@ def _workers() -> int:
 
 
 def _key(program: str, tests: Any) -> str:
-    return program + "\x00" + (tests if isinstance(tests, str) else json.dumps(tests, sort_keys=True, default=str))
+    return (
+        program
+        + "\x00"
+        + (tests if isinstance(tests, str) else json.dumps(tests, sort_keys=True, default=str))
+    )
 
 
 def make_code_accuracy(
@@ -233,4 +237,6 @@ def code_eval_set(name: str, ds, reward: Callable[..., list[float]] | None = Non
     def score(completions: Sequence[Any], answer: Sequence[Any], **kwargs: Any) -> list[float]:
         return scorer(completions, tests=list(answer))
 
-    return EvalSet(name, list(ds["prompt"]), list(ds["tests"]), score, ids=list(ds["id"]), extract=extract_program)
+    return EvalSet(
+        name, list(ds["prompt"]), list(ds["tests"]), score, ids=list(ds["id"]), extract=extract_program
+    )

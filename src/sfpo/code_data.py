@@ -120,7 +120,9 @@ def _humaneval_row(row: Mapping[str, Any]) -> tuple[str | None, Any, Any]:
     stub, test, entry = row.get("prompt"), row.get("test"), row.get("entry_point")
     if not all(isinstance(v, str) and v.strip() for v in (stub, test, entry)):
         return None, None, row.get("task_id")
-    problem = f"Complete this Python function (write the whole function, with its imports):\n```python\n{stub}```"
+    problem = (
+        f"Complete this Python function (write the whole function, with its imports):\n```python\n{stub}```"
+    )
     return problem, f"{test}\n\ncheck({entry})\n", str(row.get("task_id", "")).replace("/", "-") or None
 
 
@@ -211,13 +213,26 @@ def code_rows(recipe: DatasetRecipe, ds, split: str, chat: bool, instruction: st
 
     text = Value("string")
     features = Features(
-        {"prompt": [{"role": text, "content": text}] if chat else text, "tests": text, "problem": text, "id": text}
+        {
+            "prompt": [{"role": text, "content": text}] if chat else text,
+            "tests": text,
+            "problem": text,
+            "id": text,
+        }
     )
     n_before = len(ds)
-    ds = ds.map(to_row, with_indices=True, remove_columns=ds.column_names, features=features,
-                desc=f"formatting {recipe.name}")
+    ds = ds.map(
+        to_row,
+        with_indices=True,
+        remove_columns=ds.column_names,
+        features=features,
+        desc=f"formatting {recipe.name}",
+    )
     ds = ds.filter(lambda row: bool(row["problem"]) and bool(row["tests"]))
     if len(ds) < n_before:
-        logger.warning("%s: dropped %d rows without a problem or usable stdin/stdout or assert tests",
-                       recipe.name, n_before - len(ds))
+        logger.warning(
+            "%s: dropped %d rows without a problem or usable stdin/stdout or assert tests",
+            recipe.name,
+            n_before - len(ds),
+        )
     return ds

@@ -43,7 +43,9 @@ class PyFuncTask(Task):
 
     def __post_init__(self) -> None:
         if self.max_slope < 1 or self.max_offset < 0:
-            raise ValueError(f"max_slope={self.max_slope}, max_offset={self.max_offset}: need slope >= 1, offset >= 0")
+            raise ValueError(
+                f"max_slope={self.max_slope}, max_offset={self.max_offset}: need slope >= 1, offset >= 0"
+            )
 
     @property
     def max_completion_length(self) -> int:
@@ -74,7 +76,9 @@ class PyFuncTask(Task):
         from sfpo.code import make_code_accuracy
 
         texts = [completion_text(c) for c in completions]
-        return make_code_accuracy(timeout_s=self.timeout_s, memory_mb=256, name=self.name)(texts, tests=list(answer))
+        return make_code_accuracy(timeout_s=self.timeout_s, memory_mb=256, name=self.name)(
+            texts, tests=list(answer)
+        )
 
     def score(self, text: str, answer: str) -> float:
         return self.reward([text], [answer])[0]

@@ -178,7 +178,9 @@ def mode() -> str:
             return _MODE
         wanted = os.environ.get("SFPO_SANDBOX", "").strip().lower()
         if wanted not in ("", "bwrap", "rlimit"):
-            raise ValueError(f"SFPO_SANDBOX={wanted!r} is not allowed: use bwrap or rlimit (or leave it unset)")
+            raise ValueError(
+                f"SFPO_SANDBOX={wanted!r} is not allowed: use bwrap or rlimit (or leave it unset)"
+            )
         if wanted == "rlimit":
             _MODE = "rlimit"
         else:
