@@ -258,3 +258,27 @@ def test_many_programs_run_in_parallel_and_duplicates_once():
     wrong = fenced("def add(a, b):\n    return 0")
     batch = [right, wrong] * 16
     assert code_accuracy(batch, tests=ADD_ASSERTS) == [1.0, 0.0] * 16
+
+
+@pytest.mark.skipif(
+    sandbox._pids_root() is None and os.geteuid() == 0,
+    reason="running as root without a writable pids cgroup: the process count is bounded by time only",
+)
+def test_a_fork_bomb_hits_the_process_limit():
+    bomb = (
+        "import os, time\n"
+        "n = 0\n"
+        "try:\n"
+        "    for _ in range(2000):\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(60)\n"
+        "            os._exit(0)\n"
+        "        n += 1\n"
+        "except OSError:\n"
+        "    pass\n"
+        "print(n)\n"
+    )
+    limits = sandbox.Limits(timeout_s=10.0, max_processes=32)
+    result = sandbox.run_python(["-c", bomb], limits=limits)
+    assert result.returncode == 0 and 0 < int(result.stdout) < 32
+    assert code_accuracy([fenced(bomb)], tests=[ADD_IO]) == [0.0]

@@ -11,7 +11,9 @@ One call of :func:`run_python` runs one program once, in a fresh process tree:
   uid 65534 in its namespace, and ``--die-with-parent`` plus the PID namespace mean that when the program
   ends, or is killed, every process it started is killed too.
 - **resource limits** (``prlimit`` from util-linux, else a small exec shim) cap each process's address space
-  (``Limits.memory_mb``), CPU seconds, file size, open files and process count, and disable core dumps.
+  (``Limits.memory_mb``), CPU seconds, file size, open files and process count, and disable core dumps; where
+  this process can create a pids cgroup (v1 or v2), each run gets one, which caps its process count also for
+  root (``RLIMIT_NPROC`` does not bind uid 0).
 - **the parent** enforces the wall-clock limit, reads at most ``Limits.output_bytes`` of stdout, and kills
   the whole process group when either is exceeded.
 
@@ -154,6 +156,85 @@ def _env(workdir: str) -> dict[str, str]:
 _MODE: str | None = None
 _MODE_LOCK = threading.Lock()
 
+# A pids cgroup caps the process count of a whole sandbox, where RLIMIT_NPROC cannot (it does not bind uid 0).
+_PIDS_ROOT: str | None = None
+_PIDS_PROBED = False
+_PIDS_COUNTER = iter(range(1 << 62))
+# Joins the cgroup named by $0, then execs the command: the sandbox starts inside it, before it can fork.
+_JOIN_CGROUP = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
+
+
+def _pids_parents() -> list[str]:
+    """Where this process may create a pids cgroup: cgroup v1's pids hierarchy, or its own v2 cgroup."""
+    parents = []
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return parents
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            parents.append(os.path.join("/sys/fs/cgroup/pids", path.lstrip("/")))
+        elif controllers == "":
+            parents.append(os.path.join("/sys/fs/cgroup", path.lstrip("/")))
+    return parents
+
+
+def _new_pids_cgroup(parent: str, max_processes: int) -> str | None:
+    path = os.path.join(parent, f"sfpo-sandbox-{os.getpid()}-{next(_PIDS_COUNTER)}")
+    try:
+        os.mkdir(path)
+    except OSError:
+        return None
+    try:
+        with open(os.path.join(path, "pids.max"), "w") as f:
+            f.write(str(max_processes))
+    except OSError:
+        _remove_cgroup(path)
+        return None
+    return path
+
+
+def _remove_cgroup(path: str) -> None:
+    """Remove an emptied cgroup; its killed processes may take a moment to leave it."""
+    for _ in range(50):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
+    logger.debug("could not remove cgroup %s", path)
+
+
+def _pids_root() -> str | None:
+    """A cgroup folder under which sandboxes get a pids limit, probed once; None where that is not possible."""
+    global _PIDS_ROOT, _PIDS_PROBED
+    if _PIDS_PROBED:
+        return _PIDS_ROOT
+    sh = shutil.which("sh")
+    for parent in _pids_parents() if sh else []:
+        path = _new_pids_cgroup(parent, 8)
+        if path is None:
+            continue
+        try:
+            ok = (
+                subprocess.run(
+                    [sh, "-c", _JOIN_CGROUP, path, "true"], capture_output=True, timeout=10
+                ).returncode
+                == 0
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        _remove_cgroup(path)
+        if ok:
+            _PIDS_ROOT = parent
+            break
+    _PIDS_PROBED = True
+    return _PIDS_ROOT
+
 
 def _probe_bwrap() -> str | None:
     """None when a bwrap sandbox runs a trivial program here; otherwise why not."""
@@ -187,6 +268,11 @@ def mode() -> str:
             why = _probe_bwrap()
             if why is None:
                 _MODE = "bwrap"
+                if _pids_root() is None and os.geteuid() == 0:
+                    logger.warning(
+                        "code sandbox: no writable pids cgroup and running as root, so the process count of a "
+                        "sandbox is bounded only by its time limit (RLIMIT_NPROC does not bind root)"
+                    )
             elif wanted == "bwrap":
                 raise SandboxUnavailableError(f"SFPO_SANDBOX=bwrap but {why}")
             else:
@@ -290,7 +376,7 @@ def run_python(args: list[str], stdin: bytes = b"", limits: Limits | None = None
     if sum(len(a.encode("utf-8", "surrogatepass")) for a in args) > MAX_SOURCE_BYTES:
         return RunResult(None, b"", error=f"program over {MAX_SOURCE_BYTES} bytes")
     current = mode()
-    workdir = None
+    workdir = cgroup = None
     try:
         if current == "bwrap":
             cmd = [*_rlimit_prefix(limits), *_bwrap_prefix(shutil.which("bwrap") or "bwrap", limits)]
@@ -299,6 +385,11 @@ def run_python(args: list[str], stdin: bytes = b"", limits: Limits | None = None
             workdir = tempfile.mkdtemp(prefix="sfpo-sandbox-")
             cmd, cwd, env = _rlimit_prefix(limits), workdir, _env(workdir)
         cmd += [python_executable(), "-I", "-S", *args]
+        root = _pids_root()
+        if root is not None:
+            cgroup = _new_pids_cgroup(root, limits.max_processes)
+            if cgroup is not None:
+                cmd = [shutil.which("sh") or "/bin/sh", "-c", _JOIN_CGROUP, cgroup, *cmd]
         try:
             proc = subprocess.Popen(
                 cmd,
@@ -314,5 +405,7 @@ def run_python(args: list[str], stdin: bytes = b"", limits: Limits | None = None
             return RunResult(None, b"", error=f"could not start the sandbox: {exc}")
         return _communicate(proc, stdin, limits)
     finally:
+        if cgroup is not None:
+            _remove_cgroup(cgroup)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
