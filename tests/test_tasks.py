@@ -45,7 +45,8 @@ def test_train_dataset_columns_and_seeding(name):
 def test_worked_solutions_score_and_fit(name):
     task = get_task(name)
     problems = task.train_problems(500, seed=0) + task.eval_problems(100)
-    assert all(p.solution.endswith(f"\\boxed{{{p.answer}}}") for p in problems)
+    if name != "pyfunc":  # the code task's solutions end in a code block; the reward below runs them
+        assert all(p.solution.endswith(f"\\boxed{{{p.answer}}}") for p in problems)
     assert task.reward([p.solution for p in problems], [p.answer for p in problems]) == [1.0] * len(problems)
     # Room for every worked solution plus EOS.
     assert max(len(p.solution) for p in problems) + 1 <= generation_kwargs_for(name)["max_completion_length"]
