@@ -261,7 +261,7 @@ def test_many_programs_run_in_parallel_and_duplicates_once():
 
 
 @pytest.mark.skipif(
-    sandbox._pids_root() is None and os.geteuid() == 0,
+    "pids" not in sandbox._cgroup_parents() and os.geteuid() == 0,
     reason="running as root without a writable pids cgroup: the process count is bounded by time only",
 )
 def test_a_fork_bomb_hits_the_process_limit():
@@ -282,3 +282,21 @@ def test_a_fork_bomb_hits_the_process_limit():
     result = sandbox.run_python(["-c", bomb], limits=limits)
     assert result.returncode == 0 and 0 < int(result.stdout) < 32
     assert code_accuracy([fenced(bomb)], tests=[ADD_IO]) == [0.0]
+
+
+@pytest.mark.skipif("memory" not in sandbox._cgroup_parents(), reason="no writable memory cgroup here")
+def test_many_processes_cannot_add_up_past_the_sandbox_memory():
+    # each child stays under its own address-space cap; 16 of them would hold 3.2 GB together
+    hog = (
+        "import os, time\n"
+        "for _ in range(16):\n"
+        "    if os.fork() == 0:\n"
+        "        x = b'x' * (200 * 1024**2)\n"
+        "        print('held', flush=True)\n"
+        "        time.sleep(30)\n"
+        "        os._exit(0)\n"
+        "time.sleep(4)\n"
+    )
+    limits = sandbox.Limits(timeout_s=20.0, memory_mb=512, disk_mb=16)
+    result = sandbox.run_python(["-c", hog], limits=limits)
+    assert result.stdout.count(b"held") * 200 <= 512 + 16

@@ -8,7 +8,7 @@ in the sandbox (:mod:`sfpo.code`) against held-out inputs::
                                 f=lambda x:3*x+2
                                 ```
 
-Functions are ``a*x+b`` or ``a*x*x+b`` with a in -9..9 (not 0) and b in -50..50. The worked solution takes
+Functions are ``a*x+b`` or ``a*x*x+b`` with a in 1..9 and b in 0..99. The worked solution takes
 the two differences d1 = f(1)-f(0) and d2 = f(2)-f(1): equal differences mean a line with slope d1, unequal
 ones the square with a = d1; b is f(0). The gold ``answer`` is the test code (asserts at x = -3, 3, 4, 5, 7,
 10, each requiring an ``int`` result), so the reward reads no other column; the held-out split is by function,
@@ -38,7 +38,7 @@ class PyFuncTask(Task):
 
     name: str = "pyfunc"
     max_slope: int = 9
-    max_offset: int = 50
+    max_offset: int = 99
     timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
@@ -55,8 +55,10 @@ class PyFuncTask(Task):
         return problem.answer  # the tests name the function: one function, one side of the split
 
     def make_problem(self, rng: random.Random) -> Problem:
-        a = rng.choice([s for s in range(-self.max_slope, self.max_slope + 1) if s != 0])
-        b = rng.randint(-self.max_offset, self.max_offset)
+        # Positive coefficients keep the worked subtractions free of signs: a 440k-parameter policy warm-started
+        # on signed two-digit values solved 2% of held-out functions at temperature 1 (measured), too few for RL.
+        a = rng.randint(1, self.max_slope)
+        b = rng.randint(0, self.max_offset)
         square = rng.random() < 0.5
         term = f"{a}*x*x" if square else f"{a}*x"
         body = term if b == 0 else f"{term}{b:+d}"

@@ -11,9 +11,10 @@ One call of :func:`run_python` runs one program once, in a fresh process tree:
   uid 65534 in its namespace, and ``--die-with-parent`` plus the PID namespace mean that when the program
   ends, or is killed, every process it started is killed too.
 - **resource limits** (``prlimit`` from util-linux, else a small exec shim) cap each process's address space
-  (``Limits.memory_mb``), CPU seconds, file size, open files and process count, and disable core dumps; where
-  this process can create a pids cgroup (v1 or v2), each run gets one, which caps its process count also for
-  root (``RLIMIT_NPROC`` does not bind uid 0).
+  (``Limits.memory_mb``), CPU seconds, file size, open files and process count, and disable core dumps.
+- **cgroups**, where this process can create them (v1 hierarchies, or its own v2 cgroup): each run gets a
+  pids cgroup (``max_processes``, which also binds root, unlike ``RLIMIT_NPROC``) and a memory cgroup
+  (``memory_mb`` + ``disk_mb`` for the whole sandbox, tmpfs included).
 - **the parent** enforces the wall-clock limit, reads at most ``Limits.output_bytes`` of stdout, and kills
   the whole process group when either is exceeded.
 
@@ -156,40 +157,50 @@ def _env(workdir: str) -> dict[str, str]:
 _MODE: str | None = None
 _MODE_LOCK = threading.Lock()
 
-# A pids cgroup caps the process count of a whole sandbox, where RLIMIT_NPROC cannot (it does not bind uid 0).
-_PIDS_ROOT: str | None = None
-_PIDS_PROBED = False
-_PIDS_COUNTER = iter(range(1 << 62))
-# Joins the cgroup named by $0, then execs the command: the sandbox starts inside it, before it can fork.
-_JOIN_CGROUP = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
+# cgroups bound a whole sandbox where rlimits cannot: its process count (RLIMIT_NPROC does not bind uid 0) and
+# its total memory (RLIMIT_AS is per process). Used where this process may create them; probed once.
+_CGROUP_LIMIT_FILES = {  # controller -> (cgroup v1 file, cgroup v2 file)
+    "pids": ("pids.max", "pids.max"),
+    "memory": ("memory.limit_in_bytes", "memory.max"),
+}
+_CGROUP_PARENTS: dict[str, tuple[str, str]] | None = None  # controller -> (parent folder, limit file)
+_CGROUP_LOCK = threading.Lock()
+_CGROUP_COUNTER = iter(range(1 << 62))
+# Joins each cgroup folder given before "--", then execs the command: the sandbox starts inside them.
+_JOIN_CGROUPS = (
+    'while [ "$1" != -- ]; do echo $$ > "$1/cgroup.procs" || exit 125; shift; done; shift; exec "$@"'
+)
 
 
-def _pids_parents() -> list[str]:
-    """Where this process may create a pids cgroup: cgroup v1's pids hierarchy, or its own v2 cgroup."""
-    parents = []
+def _cgroup_candidates() -> dict[str, list[tuple[str, str]]]:
+    """Per controller, the folders where a child cgroup could go: v1 hierarchies, then this process's v2 cgroup."""
+    found: dict[str, list[tuple[str, str]]] = {c: [] for c in _CGROUP_LIMIT_FILES}
     try:
         with open("/proc/self/cgroup") as f:
             lines = f.read().splitlines()
     except OSError:
-        return parents
+        return found
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        if "pids" in controllers.split(","):
-            parents.append(os.path.join("/sys/fs/cgroup/pids", path.lstrip("/")))
-        elif controllers == "":
-            parents.append(os.path.join("/sys/fs/cgroup", path.lstrip("/")))
-    return parents
+        for controller, (v1_file, v2_file) in _CGROUP_LIMIT_FILES.items():
+            if controller in controllers.split(","):
+                found[controller].append(
+                    (os.path.join("/sys/fs/cgroup", controller, path.lstrip("/")), v1_file)
+                )
+            elif controllers == "":
+                found[controller].append((os.path.join("/sys/fs/cgroup", path.lstrip("/")), v2_file))
+    return found
 
 
-def _new_pids_cgroup(parent: str, max_processes: int) -> str | None:
-    path = os.path.join(parent, f"sfpo-sandbox-{os.getpid()}-{next(_PIDS_COUNTER)}")
+def _new_cgroup(parent: str, limit_file: str, value: int) -> str | None:
+    path = os.path.join(parent, f"sfpo-sandbox-{os.getpid()}-{next(_CGROUP_COUNTER)}")
     try:
         os.mkdir(path)
     except OSError:
         return None
     try:
-        with open(os.path.join(path, "pids.max"), "w") as f:
-            f.write(str(max_processes))
+        with open(os.path.join(path, limit_file), "w") as f:
+            f.write(str(value))
     except OSError:
         _remove_cgroup(path)
         return None
@@ -209,31 +220,41 @@ def _remove_cgroup(path: str) -> None:
     logger.debug("could not remove cgroup %s", path)
 
 
-def _pids_root() -> str | None:
-    """A cgroup folder under which sandboxes get a pids limit, probed once; None where that is not possible."""
-    global _PIDS_ROOT, _PIDS_PROBED
-    if _PIDS_PROBED:
-        return _PIDS_ROOT
-    sh = shutil.which("sh")
-    for parent in _pids_parents() if sh else []:
-        path = _new_pids_cgroup(parent, 8)
-        if path is None:
-            continue
-        try:
-            ok = (
-                subprocess.run(
-                    [sh, "-c", _JOIN_CGROUP, path, "true"], capture_output=True, timeout=10
-                ).returncode
-                == 0
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            ok = False
-        _remove_cgroup(path)
-        if ok:
-            _PIDS_ROOT = parent
-            break
-    _PIDS_PROBED = True
-    return _PIDS_ROOT
+def _cgroup_parents() -> dict[str, tuple[str, str]]:
+    """The controllers (pids, memory) under which each run gets its own limited cgroup here."""
+    global _CGROUP_PARENTS
+    with _CGROUP_LOCK:
+        if _CGROUP_PARENTS is not None:
+            return _CGROUP_PARENTS
+        usable: dict[str, tuple[str, str]] = {}
+        sh = shutil.which("sh")
+        for controller, candidates in _cgroup_candidates().items() if sh else ():
+            for parent, limit_file in candidates:
+                path = _new_cgroup(parent, limit_file, 64 if controller == "pids" else 256 << 20)
+                if path is None:
+                    continue
+                try:
+                    join = [sh, "-c", _JOIN_CGROUPS, "sh", path, "--", "true"]
+                    ok = subprocess.run(join, capture_output=True, timeout=10).returncode == 0
+                except (OSError, subprocess.TimeoutExpired):
+                    ok = False
+                _remove_cgroup(path)
+                if ok:
+                    usable[controller] = (parent, limit_file)
+                    break
+        _CGROUP_PARENTS = usable
+        return usable
+
+
+def _new_cgroups(limits: Limits) -> list[str]:
+    """One fresh cgroup per usable controller, limited: processes, and memory (one process's cap plus the disk)."""
+    values = {"pids": limits.max_processes, "memory": (limits.memory_mb + limits.disk_mb) << 20}
+    made = []
+    for controller, (parent, limit_file) in _cgroup_parents().items():
+        path = _new_cgroup(parent, limit_file, values[controller])
+        if path is not None:
+            made.append(path)
+    return made
 
 
 def _probe_bwrap() -> str | None:
@@ -268,10 +289,15 @@ def mode() -> str:
             why = _probe_bwrap()
             if why is None:
                 _MODE = "bwrap"
-                if _pids_root() is None and os.geteuid() == 0:
+                missing = sorted(set(_CGROUP_LIMIT_FILES) - set(_cgroup_parents()))
+                if missing:
                     logger.warning(
-                        "code sandbox: no writable pids cgroup and running as root, so the process count of a "
-                        "sandbox is bounded only by its time limit (RLIMIT_NPROC does not bind root)"
+                        "code sandbox: no writable %s cgroup here, so a sandbox's %s is not bounded as a whole "
+                        "(per-process rlimits and the time limit still apply)",
+                        " or ".join(missing),
+                        " and ".join(
+                            {"pids": "process count (as root)", "memory": "total memory"}[m] for m in missing
+                        ),
                     )
             elif wanted == "bwrap":
                 raise SandboxUnavailableError(f"SFPO_SANDBOX=bwrap but {why}")
@@ -313,12 +339,17 @@ def _communicate(proc: subprocess.Popen, stdin: bytes, limits: Limits) -> RunRes
         else:
             proc.stdin.close()
         sel.register(proc.stdout, selectors.EVENT_READ)
+        ended = False
         while sel.get_map():
             left = deadline - time.monotonic()
             if left <= 0:
                 timed_out = True
                 break
-            for key, _ in sel.select(left):
+            if not ended and proc.poll() is not None:
+                # The program is done: whatever it left running goes now, so its pipes reach EOF.
+                ended = True
+                _kill_group(proc)
+            for key, _ in sel.select(min(left, 0.05) if not ended else left):
                 if key.fileobj is proc.stdin:
                     try:
                         n = os.write(proc.stdin.fileno(), view[:65536])
@@ -376,7 +407,7 @@ def run_python(args: list[str], stdin: bytes = b"", limits: Limits | None = None
     if sum(len(a.encode("utf-8", "surrogatepass")) for a in args) > MAX_SOURCE_BYTES:
         return RunResult(None, b"", error=f"program over {MAX_SOURCE_BYTES} bytes")
     current = mode()
-    workdir = cgroup = None
+    workdir, cgroups = None, []
     try:
         if current == "bwrap":
             cmd = [*_rlimit_prefix(limits), *_bwrap_prefix(shutil.which("bwrap") or "bwrap", limits)]
@@ -385,11 +416,9 @@ def run_python(args: list[str], stdin: bytes = b"", limits: Limits | None = None
             workdir = tempfile.mkdtemp(prefix="sfpo-sandbox-")
             cmd, cwd, env = _rlimit_prefix(limits), workdir, _env(workdir)
         cmd += [python_executable(), "-I", "-S", *args]
-        root = _pids_root()
-        if root is not None:
-            cgroup = _new_pids_cgroup(root, limits.max_processes)
-            if cgroup is not None:
-                cmd = [shutil.which("sh") or "/bin/sh", "-c", _JOIN_CGROUP, cgroup, *cmd]
+        cgroups = _new_cgroups(limits)
+        if cgroups:
+            cmd = [shutil.which("sh") or "/bin/sh", "-c", _JOIN_CGROUPS, "sh", *cgroups, "--", *cmd]
         try:
             proc = subprocess.Popen(
                 cmd,
@@ -405,7 +434,7 @@ def run_python(args: list[str], stdin: bytes = b"", limits: Limits | None = None
             return RunResult(None, b"", error=f"could not start the sandbox: {exc}")
         return _communicate(proc, stdin, limits)
     finally:
-        if cgroup is not None:
+        for cgroup in cgroups:
             _remove_cgroup(cgroup)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
