@@ -29,6 +29,7 @@ docs/sandbox.md gives the threat model.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import math
@@ -207,17 +208,36 @@ def _new_cgroup(parent: str, limit_file: str, value: int) -> str | None:
     return path
 
 
-def _remove_cgroup(path: str) -> None:
+_STALE_CGROUPS: list[str] = []  # cgroups whose killed processes had not left yet; removed later
+
+
+def _remove_cgroup(path: str, wait_s: float = 0.0) -> bool:
     """Remove an emptied cgroup; its killed processes may take a moment to leave it."""
-    for _ in range(50):
+    deadline = time.monotonic() + wait_s
+    while True:
         try:
             os.rmdir(path)
-            return
+            return True
         except FileNotFoundError:
-            return
+            return True
         except OSError:
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.02)
-    logger.debug("could not remove cgroup %s", path)
+
+
+def _release_cgroups(paths: list[str]) -> None:
+    """Remove these cgroups now if they are empty, else on a later call (or at exit): runs do not wait for it."""
+    with _CGROUP_LOCK:
+        todo = _STALE_CGROUPS + paths
+        _STALE_CGROUPS[:] = [p for p in todo if not _remove_cgroup(p)]
+
+
+@atexit.register
+def _remove_stale_cgroups() -> None:
+    for path in _STALE_CGROUPS:
+        if not _remove_cgroup(path, wait_s=2.0):
+            logger.debug("could not remove cgroup %s", path)
 
 
 def _cgroup_parents() -> dict[str, tuple[str, str]]:
@@ -238,7 +258,7 @@ def _cgroup_parents() -> dict[str, tuple[str, str]]:
                     ok = subprocess.run(join, capture_output=True, timeout=10).returncode == 0
                 except (OSError, subprocess.TimeoutExpired):
                     ok = False
-                _remove_cgroup(path)
+                _remove_cgroup(path, wait_s=1.0)
                 if ok:
                     usable[controller] = (parent, limit_file)
                     break
@@ -434,7 +454,7 @@ def run_python(args: list[str], stdin: bytes = b"", limits: Limits | None = None
             return RunResult(None, b"", error=f"could not start the sandbox: {exc}")
         return _communicate(proc, stdin, limits)
     finally:
-        for cgroup in cgroups:
-            _remove_cgroup(cgroup)
+        if cgroups:
+            _release_cgroups(cgroups)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
