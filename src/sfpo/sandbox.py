@@ -11,9 +11,10 @@ One call of :func:`run_python` runs one program once, in a fresh process tree:
   uid 65534 in its namespace, and ``--die-with-parent`` plus the PID namespace mean that when the program
   ends, or is killed, every process it started is killed too.
 - **resource limits** (``prlimit`` from util-linux, else a small exec shim) cap each process's address space
-  (``Limits.memory_mb``), CPU seconds, file size, open files and process count, and disable core dumps.
+  (``Limits.memory_mb``), CPU seconds, file size and open files, and disable core dumps. (``RLIMIT_NPROC``
+  is not used: it counts every process of the user, the trainer's threads included, and does not bind root.)
 - **cgroups**, where this process can create them (v1 hierarchies, or its own v2 cgroup): each run gets a
-  pids cgroup (``max_processes``, which also binds root, unlike ``RLIMIT_NPROC``) and a memory cgroup
+  pids cgroup (``max_processes``) and a memory cgroup
   (``memory_mb`` + ``disk_mb`` for the whole sandbox, tmpfs included).
 - **the parent** enforces the wall-clock limit, reads at most ``Limits.output_bytes`` of stdout, and kills
   the whole process group when either is exceeded.
@@ -67,7 +68,7 @@ class Limits:
     memory_mb: int = 1024  # address space per process
     output_bytes: int = 1 << 20  # stdout read; more kills the run
     disk_mb: int = 64  # the tmpfs working directory (bwrap mode)
-    max_processes: int = 64  # RLIMIT_NPROC (see docs/sandbox.md for when it applies)
+    max_processes: int = 64  # per sandbox, through a pids cgroup where one can be created
     open_files: int = 256
 
     def __post_init__(self) -> None:
@@ -110,13 +111,13 @@ def _python_prefix() -> str:
 # Sets the limits in the child, then execs the command: used when the prlimit tool is missing.
 _SHIM = (
     "import os, resource, sys\n"
-    "for name, value in zip(('AS', 'CPU', 'FSIZE', 'NOFILE', 'NPROC', 'CORE'), sys.argv[1:7]):\n"
+    "for name, value in zip(('AS', 'CPU', 'FSIZE', 'NOFILE', 'CORE'), sys.argv[1:6]):\n"
     "    v = int(value)\n"
     "    try:\n"
     "        resource.setrlimit(getattr(resource, 'RLIMIT_' + name), (v, v))\n"
     "    except (ValueError, OSError):\n"
     "        pass\n"
-    "os.execv(sys.argv[7], sys.argv[7:])\n"
+    "os.execv(sys.argv[6], sys.argv[6:])\n"
 )
 
 
@@ -127,7 +128,6 @@ def _rlimit_prefix(limits: Limits) -> list[str]:
         "cpu": max(1, cpu),
         "fsize": limits.disk_mb * 1024 * 1024,
         "nofile": limits.open_files,
-        "nproc": limits.max_processes,
         "core": 0,
     }
     prlimit = shutil.which("prlimit")
@@ -158,7 +158,7 @@ def _env(workdir: str) -> dict[str, str]:
 _MODE: str | None = None
 _MODE_LOCK = threading.Lock()
 
-# cgroups bound a whole sandbox where rlimits cannot: its process count (RLIMIT_NPROC does not bind uid 0) and
+# cgroups bound a whole sandbox where rlimits cannot: its process count (RLIMIT_NPROC counts all the user's processes) and
 # its total memory (RLIMIT_AS is per process). Used where this process may create them; probed once.
 _CGROUP_LIMIT_FILES = {  # controller -> (cgroup v1 file, cgroup v2 file)
     "pids": ("pids.max", "pids.max"),
@@ -282,7 +282,15 @@ def _probe_bwrap() -> str | None:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return "bubblewrap (bwrap) is not installed"
-    cmd = [*_bwrap_prefix(bwrap, Limits()), python_executable(), "-I", "-S", "-c", "print('ok')"]
+    cmd = [
+        *_rlimit_prefix(Limits()),
+        *_bwrap_prefix(bwrap, Limits()),
+        python_executable(),
+        "-I",
+        "-S",
+        "-c",
+        "print('ok')",
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -315,9 +323,7 @@ def mode() -> str:
                         "code sandbox: no writable %s cgroup here, so a sandbox's %s is not bounded as a whole "
                         "(per-process rlimits and the time limit still apply)",
                         " or ".join(missing),
-                        " and ".join(
-                            {"pids": "process count (as root)", "memory": "total memory"}[m] for m in missing
-                        ),
+                        " and ".join({"pids": "process count", "memory": "total memory"}[m] for m in missing),
                     )
             elif wanted == "bwrap":
                 raise SandboxUnavailableError(f"SFPO_SANDBOX=bwrap but {why}")
