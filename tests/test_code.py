@@ -310,3 +310,14 @@ def test_limits_hold_without_the_prlimit_tool(monkeypatch):
     assert sandbox.run_python(["-c", "print(6 * 7)"], limits=limits).stdout == b"42\n"
     bomb = sandbox.run_python(["-c", "x = bytearray(1024**3)"], limits=limits)
     assert bomb.returncode not in (0, None)
+
+
+def test_a_required_sandbox_that_cannot_run_is_an_error_not_a_zero(monkeypatch):
+    monkeypatch.setattr(sandbox, "_MODE", None)
+    monkeypatch.setenv("SFPO_SANDBOX", "bwrap")
+    monkeypatch.setattr(sandbox, "_probe_bwrap", lambda: "bubblewrap (bwrap) is not installed")
+    with pytest.raises(sandbox.SandboxUnavailableError, match="not installed"):
+        code_accuracy(["print(1)"], tests=[ADD_IO])
+    monkeypatch.setenv("SFPO_SANDBOX", "chroot")
+    with pytest.raises(ValueError, match="SFPO_SANDBOX='chroot'"):
+        sandbox.mode()

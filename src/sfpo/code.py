@@ -12,8 +12,10 @@ of that name). The program is the last fenced code block of a completion (```` `
   ``os._exit(0)``) before the asserts has not passed.
 
 The score is 1.0 when every test ran and passed, else 0.0 (``make_code_accuracy(partial=True)`` gives the
-fraction of stdin/stdout cases passed instead). No tests, no program, or a garbage completion score 0.0;
-the reward never raises. Programs run in parallel (``SFPO_CODE_WORKERS`` threads, default: the CPU count),
+fraction of stdin/stdout cases passed instead). No tests, no program, or a garbage completion score 0.0:
+nothing a completion contains makes the reward raise. It does raise ``ValueError`` for a set-up error (no
+``tests`` column, a length mismatch) and :class:`sfpo.sandbox.SandboxUnavailableError` when
+``SFPO_SANDBOX=bwrap`` asks for a sandbox that cannot run. Programs run in parallel (``SFPO_CODE_WORKERS`` threads, default: the CPU count),
 each test in a fresh sandbox (:mod:`sfpo.sandbox`); identical (program, tests) pairs in a batch run once.
 """
 
@@ -199,6 +201,7 @@ def make_code_accuracy(
             tests = [tests] * n
         if len(tests) != n:
             raise ValueError(f"reward {fn_name!r}: {n} completions but {len(tests)} test sets")
+        sandbox.mode()  # a sandbox that was required but cannot run is a set-up error: raised, not scored 0
         out = [0.0] * n
         try:
             jobs: dict[str, tuple[str, Any, list[int]]] = {}
