@@ -97,7 +97,7 @@ def test_registered_by_name_and_needs_the_tests_column():
 # ------------------------------------------------------------------------------------------------------
 
 
-def test_garbage_completions_score_zero_without_raising():
+def test_garbage_completions_score_zero_without_raising(caplog):
     garbage = [
         "",
         None,
@@ -106,12 +106,16 @@ def test_garbage_completions_score_zero_without_raising():
         3.5,
         [{"role": "assistant", "content": None}],
         "\x00\x01",
+        "print(1)\x00",
+        "print('\ud800')",
+        "x" * 200_000,
     ]
     assert code_accuracy(garbage, tests=[ADD_IO] * len(garbage)) == [0.0] * len(garbage)
     assert code_accuracy(garbage, tests=[ADD_ASSERTS] * len(garbage)) == [0.0] * len(garbage)
     # rows whose tests are unusable score 0 rather than passing vacuously
     right = fenced("def add(a, b):\n    return a + b")
     assert code_accuracy([right, right, right], tests=["", [], None]) == [0.0, 0.0, 0.0]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # refused up front, not by a crash
 
 
 # ------------------------------------------------------------------------------------------------------

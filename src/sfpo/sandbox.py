@@ -430,8 +430,14 @@ def run_python(args: list[str], stdin: bytes = b"", limits: Limits | None = None
     result with ``error`` set.
     """
     limits = limits or Limits()
-    if sum(len(a.encode("utf-8", "surrogatepass")) for a in args) > MAX_SOURCE_BYTES:
+    try:
+        size = sum(len(a.encode("utf-8")) for a in args)
+    except UnicodeEncodeError:
+        return RunResult(None, b"", error="program is not valid text (lone surrogates)")
+    if size > MAX_SOURCE_BYTES:
         return RunResult(None, b"", error=f"program over {MAX_SOURCE_BYTES} bytes")
+    if any("\x00" in a for a in args):
+        return RunResult(None, b"", error="program contains a NUL character")
     current = mode()
     workdir, cgroups = None, []
     try:
