@@ -25,7 +25,7 @@ def test_eval_set_is_fixed(name):
 @pytest.mark.parametrize("seed", [0, 1, 12345])
 def test_training_stream_never_contains_heldout_problems(name, seed):
     task = get_task(name)
-    heldout = {task.split_key(p) for p in task.eval_problems(300)}
+    heldout = {task.split_key(p) for p in task.eval_problems(200 if name == "pyfunc" else 300)}  # pyfunc: 220 exist
     train = task.train_problems(3000, seed=seed)
     assert not heldout & {task.split_key(p) for p in train}
     assert not any(task.is_heldout(p) for p in train)
@@ -45,7 +45,8 @@ def test_train_dataset_columns_and_seeding(name):
 def test_worked_solutions_score_and_fit(name):
     task = get_task(name)
     problems = task.train_problems(500, seed=0) + task.eval_problems(100)
-    assert all(p.solution.endswith(f"\\boxed{{{p.answer}}}") for p in problems)
+    if name != "pyfunc":  # the code task's solutions end in a code block; the reward below runs them
+        assert all(p.solution.endswith(f"\\boxed{{{p.answer}}}") for p in problems)
     assert task.reward([p.solution for p in problems], [p.answer for p in problems]) == [1.0] * len(problems)
     # Room for every worked solution plus EOS.
     assert max(len(p.solution) for p in problems) + 1 <= generation_kwargs_for(name)["max_completion_length"]

@@ -38,7 +38,7 @@ def _check_seed(seed: int) -> None:
 
 @app.command()
 def demo(
-    task: str = typer.Option(None, help="Offline task: arithmetic or countdown (tiny), addition (smollm2)."),
+    task: str = typer.Option(None, help="Offline task: arithmetic, countdown or pyfunc (code; tiny), addition (smollm2)."),
     steps: int = typer.Option(None, help="RL steps (generation batches) per arm [default: 30; smollm2: 12]."),
     seed: int = typer.Option(0, help="Seed for rollouts and data order (the warm start is shared)."),
     out: str = typer.Option(None, help="Demo folder (default runs/demo-<timestamp>); must be new or empty."),

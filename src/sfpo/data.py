@@ -43,6 +43,9 @@ from the hub dataset cards and public preprocessing scripts, not from a download
 - OlympiadBench's ``final_answer`` is a list of strings such as ``["$2^{1009}$"]``; ``context``, when set,
   is put before the question. ``amc23`` answers may be floats (``27.0`` becomes ``27``).
 
+Code recipes (``mbpp``, ``humaneval``, ``livecodebench``, ``deepcoder``; :mod:`sfpo.code_data`) load the same
+way and give ``prompt``, ``tests``, ``problem`` and ``id`` instead (``tests`` is what ``code_accuracy`` reads).
+
 Local files: ``data_files=`` takes a ``.jsonl``/``.json``/``.parquet`` file, a folder of them, a list of
 either, or a ``{split: files}`` dict; the rows must have the hub copy's fields (same mapping).
 """
@@ -104,6 +107,7 @@ class DatasetRecipe:
     row_fn: RowFn | None = None
     fields: tuple[str, ...] = ()
     dedupe: bool = False
+    kind: str = "math"  # "code": rows become prompt + tests (sfpo.code_data)
 
     def required_fields(self) -> tuple[str, ...]:
         if self.row_fn is not None:
@@ -271,6 +275,10 @@ DATASETS: dict[str, DatasetRecipe] = {
         ),
     )
 }
+
+
+# The code recipes (mbpp, humaneval, livecodebench, deepcoder) add themselves to DATASETS.
+import sfpo.code_data  # noqa: E402,F401
 
 
 def get_recipe(name: str) -> DatasetRecipe:
@@ -481,6 +489,11 @@ def load_dataset_recipe(
         ds = ds.select(_first_unique_rows(ds, recipe, limit))
     elif limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
+
+    if recipe.kind == "code":
+        from sfpo.code_data import CODE_INSTRUCTION, code_rows
+
+        return code_rows(recipe, ds, split, chat, CODE_INSTRUCTION if instruction == DEFAULT_INSTRUCTION else instruction)
 
     def to_row(row: Mapping[str, Any], idx: int) -> dict[str, Any]:
         problem, gold, row_id = recipe.convert(row)

@@ -24,7 +24,7 @@ ARMS = {
     "grpo-k4": {"sfpo_inner_steps": 3, "sfpo_alpha": 1.0, "sfpo_switch": "none"},  # equal compute: 4 plain passes
 }
 POLICIES = ("tiny", "smollm2")
-TINY_TASKS = ("arithmetic", "countdown")
+TINY_TASKS = ("arithmetic", "countdown", "pyfunc")
 # A 135M model on 2 cores: a few prompts per step, rollouts and evaluation at temperature 0.7 (at 1.0 it is
 # right on about one addition in ten, which leaves most groups without a reward signal).
 SMOLLM2 = {"task": "addition", "prompts_per_step": 4, "num_generations": 8, "learning_rate": 1e-5,

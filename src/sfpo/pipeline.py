@@ -55,7 +55,7 @@ def load_policy(model: str, model_kwargs: dict | None = None):
 
 
 def build_rewards(recipe: Recipe) -> list:
-    from sfpo.rewards import get_reward, make_math_accuracy
+    from sfpo.rewards import get_reward, make_code_accuracy, make_math_accuracy
     from sfpo.tasks import get_task
 
     if not recipe.rewards:
@@ -66,7 +66,13 @@ def build_rewards(recipe: Recipe) -> list:
             funcs.append(get_task(recipe.task).reward)
         elif isinstance(item, dict):
             options = {k: v for k, v in item.items() if k != "name"}
-            funcs.append(make_math_accuracy(name=item["name"], **options) if options else get_reward(item["name"]))
+            if not options:
+                funcs.append(get_reward(item["name"]))
+            elif item["name"].startswith("code_"):  # e.g. {name: code_accuracy, timeout_s: 10, memory_mb: 2048}
+                funcs.append(make_code_accuracy(name=item["name"], partial=item["name"].endswith("_partial"),
+                                                **options))
+            else:
+                funcs.append(make_math_accuracy(name=item["name"], **options))
         else:
             funcs.append(get_reward(item))
     return funcs
@@ -140,7 +146,7 @@ def _max_length(recipe: Recipe, policy) -> tuple[int | None, str]:
 
 def build_eval_sets(benchmarks: list[str], tokenizer, chat: Any = "auto", data_files: dict | None = None,
                     limit: int | None = None) -> list:
-    """Benchmarks are dataset recipes (scored with math_accuracy) or offline tasks (their own reward)."""
+    """Benchmarks are dataset recipes (math_accuracy, or code_accuracy for code) or offline tasks (their own reward)."""
     from sfpo.data import load_dataset_recipe
     from sfpo.evaluate import EvalSet
     from sfpo.rewards import get_reward
@@ -155,6 +161,11 @@ def build_eval_sets(benchmarks: list[str], tokenizer, chat: Any = "auto", data_f
             continue
         ds = load_dataset_recipe(name, data_files=(data_files or {}).get(name), limit=limit, tokenizer=tokenizer,
                                  chat=chat)
+        if "tests" in ds.column_names:  # a code benchmark: run the programs against the tests
+            from sfpo.code import code_eval_set
+
+            sets.append(code_eval_set(name, ds))
+            continue
         sets.append(EvalSet(name, list(ds["prompt"]), list(ds["answer"]), get_reward("math_accuracy"),
                             ids=list(ds["id"])))
     return sets

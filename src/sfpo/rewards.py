@@ -12,6 +12,9 @@ name                        reward
 ``math_accuracy_format``    the reference code's variant: 1.0 correct, 0.1 when a boxed answer exists but is
                             wrong, 0.0 without a boxed answer (paper, section 3 of docs/sfpo.md)
 ``boxed_format``            1.0 when the completion contains a non-empty ``\\boxed{}`` answer
+``code_accuracy``           1.0 when the completion's program passes every test of the ``tests`` column, run in
+                            the sandbox (:mod:`sfpo.code`, :mod:`sfpo.sandbox`); ``code_accuracy_partial``
+                            gives the fraction of stdin/stdout cases passed
 ==========================  ==================================================================================
 
 ``make_math_accuracy(format_score=..., timeout_s=...)`` builds other variants (YAML recipes set the format
@@ -70,10 +73,13 @@ __all__ = [
     "REWARDS",
     "boxed_format",
     "check_many",
+    "code_accuracy",
+    "code_accuracy_partial",
     "extract_answer",
     "extract_boxed",
     "get_reward",
     "is_correct",
+    "make_code_accuracy",
     "make_math_accuracy",
     "math_accuracy",
     "math_accuracy_format",
@@ -759,10 +765,15 @@ def boxed_format(completions: Sequence[Any], **kwargs: Any) -> list[float]:
 math_accuracy = make_math_accuracy(0.0, name="math_accuracy")
 math_accuracy_format = make_math_accuracy(0.1, name="math_accuracy_format")
 
+# The code domain lives in its own modules; imported here so that recipes find its rewards by name.
+from sfpo.code import code_accuracy, code_accuracy_partial, make_code_accuracy  # noqa: E402
+
 REWARDS: dict[str, RewardFn] = {
     "math_accuracy": math_accuracy,
     "math_accuracy_format": math_accuracy_format,
     "boxed_format": boxed_format,
+    "code_accuracy": code_accuracy,
+    "code_accuracy_partial": code_accuracy_partial,
 }
 
 

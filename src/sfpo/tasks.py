@@ -488,7 +488,11 @@ class AdditionTask(Task):
 
 # --- registry ----------------------------------------------------------------------------------
 
-TASKS: dict[str, Task] = {task.name: task for task in (ArithmeticTask(), CountdownTask(), AdditionTask())}
+from sfpo.code_task import PyFuncTask  # noqa: E402  (a code task, in its own module; it subclasses Task)
+
+TASKS: dict[str, Task] = {
+    task.name: task for task in (ArithmeticTask(), CountdownTask(), AdditionTask(), PyFuncTask())
+}
 
 
 def get_task(name: str | Task) -> Task:

@@ -94,6 +94,9 @@ class TinySettings:
 # (greedy about 39%); the arithmetic recipe would leave it near 10%.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "countdown": {"sft_steps": 800, "label_smoothing": 0.01},
+    # pyfunc (code): 1000 steps at smoothing 0.01 gave 51% at temperature 1.0 and 80% greedy on seed 0; at
+    # 0.03 it was 5% / 14%. It has about 220 distinct held-out functions, hence 200 for the build record.
+    "pyfunc": {"sft_steps": 1000, "label_smoothing": 0.01, "eval_problems": 200},
 }
 
 

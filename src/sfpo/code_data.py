@@ -1,0 +1,238 @@
+"""Named code-generation dataset recipes: each row becomes ``prompt`` + ``tests`` (what ``code_accuracy`` reads).
+
+They are registered in :data:`sfpo.data.DATASETS` and load through :func:`sfpo.data.load_dataset_recipe` like
+the math recipes (hub or local files with the hub copy's fields), with these output columns:
+
+- ``prompt``: the problem and the code instruction, as a one-message chat or a plain string;
+- ``tests``: a string, either Python test code run after the program (MBPP, HumanEval) or a JSON list of
+  ``{"input", "output"}`` stdin/stdout cases (LiveCodeBench, DeepCoder); see :mod:`sfpo.code`;
+- ``problem``, ``id``: as for math.
+
+====================  ==========================================  ========  ========================================
+name                  hub id (config)                             split     fields used (schema of the hub copy)
+====================  ==========================================  ========  ========================================
+``mbpp``              ``google-research-datasets/mbpp`` (full)    test      ``text``; ``test_list``;
+                                                                            ``test_setup_code``; ``task_id``
+``humaneval``         ``openai/openai_humaneval``                 test      ``prompt``; ``test``; ``entry_point``;
+                                                                            ``task_id``
+``livecodebench``     ``lighteval/code_generation_lite``          test      ``question_content``;
+                      (``v4_v5``)                                           ``public_test_cases``;
+                                                                            ``private_test_cases``; ``question_id``
+``deepcoder``         ``agentica-org/DeepCoder-Preview-Dataset``  train     ``problem``; ``tests``
+                      (``primeintellect``)
+====================  ==========================================  ========  ========================================
+
+Schemas come from the dataset cards and public loaders (no download was possible here):
+
+- MBPP: the prompt shows the task text and its asserts (the benchmark's convention, so the function name is
+  known); the tests are ``test_setup_code`` then the three asserts.
+- HumanEval: the prompt shows the function stub; the tests are ``test`` followed by ``check(<entry_point>)``.
+  The program must be the complete function, with its imports.
+- LiveCodeBench (the lighteval parquet copy; the original ``livecodebench/code_generation_lite`` is a loading
+  script, which ``datasets`` 4 no longer runs): ``public_test_cases`` is a JSON list of ``{"input", "output",
+  "testtype"}``; ``private_test_cases`` is the same list either as JSON or base64(zlib(pickle(json))), decoded
+  with an unpickler that accepts plain strings only. Only stdin/stdout problems (AtCoder, Codeforces) are
+  kept: LeetCode's functional problems (``testtype: functional``) are dropped with a log line.
+- DeepCoder (RL training set, 16k verified problems across ``primeintellect``, ``taco``, ``lcbv5`` and
+  ``codeforces`` configs): ``tests`` is a JSON list whose cases carry ``type: stdin_stdout`` (or
+  ``testtype: stdin``); rows with function-call tests are dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import pickle
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+from sfpo import data as _data
+from sfpo.data import DatasetRecipe
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CODE_DATASETS", "CODE_INSTRUCTION", "decode_lcb_tests"]
+
+#: Appended to every code problem (stdin/stdout problems get the stdin sentence too).
+CODE_INSTRUCTION = "Write a Python 3 solution and put the complete program in one ```python code block."
+_STDIN_INSTRUCTION = "The program reads the input from stdin and writes the answer to stdout."
+_STDIN_TYPES = {"stdin", "stdin_stdout", None}
+
+
+def _cases(raw: Any) -> list[dict[str, str]] | None:
+    """stdin/stdout cases from a list (or its JSON), None if any case is of another kind or malformed."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None
+    if not isinstance(raw, list):
+        return None
+    cases = []
+    for case in raw:
+        if not isinstance(case, Mapping):
+            return None
+        kind = case.get("testtype", case.get("type"))
+        if kind not in _STDIN_TYPES or not isinstance(case.get("input"), str):
+            return None
+        if not isinstance(case.get("output"), str):
+            return None
+        cases.append({"input": case["input"], "output": case["output"]})
+    return cases
+
+
+class _StringsOnly(pickle.Unpickler):
+    """LiveCodeBench pickles a JSON string; refusing every class makes loading it unable to run code."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"refused to load {module}.{name} from a test-case blob")
+
+
+def decode_lcb_tests(raw: Any) -> list[dict[str, str]] | None:
+    """LiveCodeBench test cases from JSON or from base64(zlib(pickle(json))); None if not stdin/stdout."""
+    if isinstance(raw, str) and raw.lstrip()[:1] not in ("[", ""):
+        try:
+            blob = zlib.decompress(base64.b64decode(raw))
+            raw = _StringsOnly(io.BytesIO(blob)).load()
+        except (ValueError, zlib.error, pickle.UnpicklingError, EOFError, TypeError):
+            return None
+    return _cases(raw)
+
+
+def _stdin_prompt(problem: str) -> str:
+    return f"{problem.strip()}\n\n{_STDIN_INSTRUCTION}"
+
+
+def _mbpp_row(row: Mapping[str, Any]) -> tuple[str | None, Any, Any]:
+    text, asserts = row.get("text"), row.get("test_list")
+    if not isinstance(text, str) or not isinstance(asserts, list) or not asserts:
+        return None, None, row.get("task_id")
+    shown = "\n".join(asserts)
+    problem = f"{text.strip()}\nYour code should pass these tests:\n{shown}"
+    setup = row.get("test_setup_code") or ""
+    return problem, f"{setup}\n{shown}\n".lstrip("\n"), row.get("task_id")
+
+
+def _humaneval_row(row: Mapping[str, Any]) -> tuple[str | None, Any, Any]:
+    stub, test, entry = row.get("prompt"), row.get("test"), row.get("entry_point")
+    if not all(isinstance(v, str) and v.strip() for v in (stub, test, entry)):
+        return None, None, row.get("task_id")
+    problem = (
+        f"Complete this Python function (write the whole function, with its imports):\n```python\n{stub}```"
+    )
+    return problem, f"{test}\n\ncheck({entry})\n", str(row.get("task_id", "")).replace("/", "-") or None
+
+
+def _lcb_row(row: Mapping[str, Any]) -> tuple[str | None, Any, Any]:
+    public = decode_lcb_tests(row.get("public_test_cases")) or []
+    private = decode_lcb_tests(row.get("private_test_cases"))
+    content = row.get("question_content")
+    if private is None or not isinstance(content, str) or not (public or private):
+        return None, None, row.get("question_id")  # functional (LeetCode) or unreadable: dropped
+    return _stdin_prompt(content), json.dumps(public + private), row.get("question_id")
+
+
+def _deepcoder_row(row: Mapping[str, Any]) -> tuple[str | None, Any, Any]:
+    cases, problem = _cases(row.get("tests")), row.get("problem")
+    if not cases or not isinstance(problem, str):
+        return None, None, None
+    return _stdin_prompt(problem), json.dumps(cases), None
+
+
+CODE_DATASETS: dict[str, DatasetRecipe] = {
+    r.name: r
+    for r in (
+        DatasetRecipe(
+            "mbpp",
+            "google-research-datasets/mbpp",
+            "MBPP, 500 crowd-sourced basic Python problems (test split); tests are asserts.",
+            config="full",
+            split="test",
+            row_fn=_mbpp_row,
+            fields=("text", "test_list"),
+            kind="code",
+        ),
+        DatasetRecipe(
+            "humaneval",
+            "openai/openai_humaneval",
+            "HumanEval, 164 hand-written function-completion problems; tests are check(candidate).",
+            split="test",
+            row_fn=_humaneval_row,
+            fields=("prompt", "test", "entry_point"),
+            kind="code",
+        ),
+        DatasetRecipe(
+            "livecodebench",
+            "lighteval/code_generation_lite",
+            "LiveCodeBench code generation (v4_v5 window), stdin/stdout problems only.",
+            config="v4_v5",
+            split="test",
+            row_fn=_lcb_row,
+            fields=("question_content", "public_test_cases", "private_test_cases"),
+            kind="code",
+        ),
+        DatasetRecipe(
+            "deepcoder",
+            "agentica-org/DeepCoder-Preview-Dataset",
+            "DeepCoder's verified RL problems (primeintellect config), stdin/stdout tests.",
+            config="primeintellect",
+            split="train",
+            row_fn=_deepcoder_row,
+            fields=("problem", "tests"),
+            kind="code",
+        ),
+    )
+}
+
+_data.DATASETS.update(CODE_DATASETS)
+
+
+def _prompt(problem: str, instruction: str | None, chat: bool) -> Any:
+    text = f"{problem}\n\n{instruction.strip()}" if problem and instruction else problem
+    return [{"role": "user", "content": text}] if chat else text
+
+
+def code_rows(recipe: DatasetRecipe, ds, split: str, chat: bool, instruction: str | None):
+    """The loaded hub/local rows of a code recipe as ``prompt``, ``tests``, ``problem``, ``id``."""
+    from datasets import Features, Value
+
+    def to_row(row: Mapping[str, Any], idx: int) -> dict[str, Any]:
+        problem, tests, row_id = recipe.convert(row)
+        problem = problem.strip() if isinstance(problem, str) else ""
+        if row_id is None or row_id == "":
+            row_id = f"{split}-{idx}"
+        return {
+            "prompt": _prompt(problem, instruction, chat),
+            "tests": tests if isinstance(tests, str) else "",
+            "problem": problem,
+            "id": f"{recipe.name}-{row_id}",
+        }
+
+    text = Value("string")
+    features = Features(
+        {
+            "prompt": [{"role": text, "content": text}] if chat else text,
+            "tests": text,
+            "problem": text,
+            "id": text,
+        }
+    )
+    n_before = len(ds)
+    ds = ds.map(
+        to_row,
+        with_indices=True,
+        remove_columns=ds.column_names,
+        features=features,
+        desc=f"formatting {recipe.name}",
+    )
+    ds = ds.filter(lambda row: bool(row["problem"]) and bool(row["tests"]))
+    if len(ds) < n_before:
+        logger.warning(
+            "%s: dropped %d rows without a problem or usable stdin/stdout or assert tests",
+            recipe.name,
+            n_before - len(ds),
+        )
+    return ds
