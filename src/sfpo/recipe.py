@@ -34,6 +34,7 @@ from sfpo.validate import Range, check_trainer_values, did_you_mean
 TOP_KEYS = {"name", "model", "model_kwargs", "task", "dataset", "rewards", "eval", "peft", "trainer"}
 DATASET_KEYS = {"names", "split", "chat", "data_files", "limit"}
 REWARD_OPTIONS = {"format_score", "timeout_s", "require_boxed"}
+CODE_REWARD_OPTIONS = {"timeout_s", "memory_mb"}
 EVAL_KEYS = {"benchmarks", "every", "n", "temperature", "top_p", "max_new_tokens", "limit", "data_files",
              "batch_size", "chat", "save_best"}
 
@@ -208,15 +209,21 @@ def _check_rewards(rewards: Any, task: str | None) -> list:
 
 
 def _check_reward_options(item: dict) -> None:
-    from sfpo.rewards import make_math_accuracy
+    from sfpo.rewards import make_code_accuracy, make_math_accuracy
 
     name = item["name"]
     options = {k: v for k, v in item.items() if k != "name"}
-    if not str(name).startswith("math_accuracy"):
-        raise RecipeError(f"rewards: {name!r} takes no options (got {sorted(options)}); only math_accuracy* do")
-    _unknown(options, REWARD_OPTIONS, f"rewards ({name})")
+    if str(name).startswith("code_accuracy"):
+        _unknown(options, CODE_REWARD_OPTIONS, f"rewards ({name})")
+        build = lambda: make_code_accuracy(name=name, partial=name.endswith("_partial"), **options)  # noqa: E731
+    elif str(name).startswith("math_accuracy"):
+        _unknown(options, REWARD_OPTIONS, f"rewards ({name})")
+        build = lambda: make_math_accuracy(name=name, **options)  # noqa: E731
+    else:
+        raise RecipeError(f"rewards: {name!r} takes no options (got {sorted(options)}); only math_accuracy* and "
+                          "code_accuracy* do")
     try:
-        make_math_accuracy(name=name, **options)
+        build()
     except (TypeError, ValueError) as err:
         raise RecipeError(f"rewards ({name}): {err}") from None
 
