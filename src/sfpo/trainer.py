@@ -10,8 +10,9 @@ old log-probs taken once at the batch's starting weights. With `num_iterations =
 
 so this class only watches TRL's micro-step counter (`_step`) and acts at the two phase boundaries. It
 also measures the last pass's entropy for the switch, turns SFPO off for good when the switch fires (from
-then on one pass per generation batch, and the sampler's repeats of a batch are skipped unread), logs the
-`sfpo/*` metrics once per RL step, and saves what a resume needs inside each checkpoint.
+then on one pass per generation batch, and the sampler's repeats of a batch are skipped unread), adds the
+`sfpo/*` metrics to the log entries TRL writes (`logging_steps` still decides when), hands callbacks one record
+per RL step (`on_rl_step_end`), and saves what a resume needs inside each checkpoint.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from trl import GRPOTrainer
 
 from sfpo.config import SFPOConfig
 from sfpo.reposition import Anchor, optimizer_tensors
+from sfpo.steplog import RLStepWindow
 from sfpo.switch import SFPOSwitch
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,24 @@ class SFPOTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "sfpo"]
 
-    def __init__(self, model, reward_funcs, args: SFPOConfig | None = None, *pargs, **kwargs):
+    # The same parameters, kinds and defaults as GRPOTrainer.__init__ (a test compares the signatures).
+    def __init__(
+        self,
+        model,
+        reward_funcs=None,
+        args: SFPOConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        reward_processing_classes=None,
+        callbacks=None,
+        optimizers=(None, None),
+        quantization_config=None,
+        peft_config=None,
+        tools=None,
+        rollout_func=None,
+        environment_factory=None,
+    ):
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = SFPOConfig(output_dir=f"{name.split('/')[-1]}-SFPO")
@@ -54,7 +73,22 @@ class SFPOTrainer(GRPOTrainer):
             )
         uses_deepspeed = bool(args.deepspeed) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
         _check_backend(uses_deepspeed, args.sfpo_inner_steps)  # before TRL builds anything
-        super().__init__(model, reward_funcs, args, *pargs, **kwargs)
+        super().__init__(
+            model,
+            reward_funcs,
+            args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            reward_processing_classes=reward_processing_classes,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            quantization_config=quantization_config,
+            peft_config=peft_config,
+            tools=tools,
+            rollout_func=rollout_func,
+            environment_factory=environment_factory,
+        )
         _check_backend(self.accelerator.distributed_type == DistributedType.DEEPSPEED, args.sfpo_inner_steps)
         self._sfpo_reset()
 
@@ -84,7 +118,10 @@ class SFPOTrainer(GRPOTrainer):
         self._pending_anchor: list[torch.Tensor] | None = None
         self._pass_entropies: list[float] = []
         self._drift_norm: float | None = None
-        self._sfpo_logs: dict[str, float] = {}
+        self._sfpo_logs: dict[str, float] = {}  # the newest RL step's sfpo/*, until a log entry takes them
+        self._rl_window = RLStepWindow()  # the trainer's metrics over the current RL step
+        self._rl_record: dict[str, float] | None = None  # an ended RL step's record, until its optimizer step ends
+        self._rl_window_step = -1  # global_step of the last optimizer step added to the window
         self._warned_no_entropy = False
         self._epoch_iter = None
         self._epoch = -1
@@ -122,6 +159,7 @@ class SFPOTrainer(GRPOTrainer):
             anchor.reposition(self.args.sfpo_alpha)
 
         loss = super().training_step(model, inputs, num_items_in_batch)
+        self._rl_window.add_loss(loss)
 
         if phase >= cycle - spg:  # the last pass: its entropy feeds the switch
             entropy = self._metrics["train"].get("entropy")  # TRL appends one value per micro-step
@@ -157,17 +195,50 @@ class SFPOTrainer(GRPOTrainer):
             logs["sfpo/drift_norm"] = self._drift_norm
         if self.sfpo_switch.last_z is not None:
             logs["sfpo/entropy_z"] = self.sfpo_switch.last_z
+        # `logging_steps` keeps deciding when TRL writes a log entry: sfpo/* ride along in the next one. The
+        # RL step's own record goes to callbacks (`on_rl_step_end`) once its last optimizer step has been taken.
         self._sfpo_logs = logs
-        self.control.should_log = True  # one log line per RL step, whatever logging_steps says
+        self._rl_record = logs
         max_rl = self.args.sfpo_max_rl_steps
         if max_rl is not None and self.sfpo_rl_step >= max_rl:
             self.control.should_training_stop = True
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.model.training and self._sfpo_logs:
-            logs = {**logs, **self._sfpo_logs}
-            self._sfpo_logs = {}
+        if self.model.training:
+            self._rl_window.collect(self._metrics["train"])  # TRL's log() averages and clears this buffer
+            if self._sfpo_logs:  # the newest RL step ended since the last entry: its sfpo/* join this one
+                logs = {**logs, **self._sfpo_logs}
+                self._sfpo_logs = {}
         super().log(logs, start_time)
+
+    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
+        # Called after every optimizer step (and at the end of an epoch, with the same step again).
+        if self.state.global_step != self._rl_window_step:
+            self._rl_window_step = self.state.global_step
+            learning_rate = kwargs.get("learning_rate")
+            self._rl_window.add_optimizer_step(
+                grad_norm, learning_rate if learning_rate is not None else self._get_learning_rate()
+            )
+        if self._rl_record is not None:  # an RL step ended with this optimizer step: its record, before any save
+            record = {**self._rl_window.close(self._metrics["train"], self._mean_over_processes), **self._rl_record}
+            self._rl_record = None
+            self._call_rl_step_end(record)
+        super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
+
+    def _mean_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.gather(tensor).mean()
+
+    def _call_rl_step_end(self, metrics: dict[str, float]) -> None:
+        """`on_rl_step_end(args, state, control, metrics=..., model=...)` on every callback that defines it.
+
+        `metrics` holds the trainer's metrics averaged over the RL step (TRL's, `loss`, `grad_norm`,
+        `learning_rate`) and the step's `sfpo/*`. It comes once per RL step after the step's last optimizer step,
+        before that step's log entry, evaluation and checkpoint.
+        """
+        for callback in self.callback_handler.callbacks:
+            hook = getattr(callback, "on_rl_step_end", None)
+            if hook is not None:
+                hook(self.args, self.state, self.control, metrics=metrics, model=self.model)
 
     # ------------------------------------------------------------------ data after the switch
 
