@@ -72,7 +72,10 @@ def chat_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
     tok.decoder = decoders.Fuse()
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<|endoftext|>", eos_token="<|im_end|>", additional_special_tokens=SPECIALS[1:]
+        tokenizer_object=tok,
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        additional_special_tokens=SPECIALS[1:],
     )
     fast.add_tokens(MARKUP)
     fast.padding_side = "left"
@@ -125,7 +128,9 @@ def sums(n: int = 16) -> Dataset:
 
 
 def chat_sums(n: int = 16, **columns) -> Dataset:
-    prompts = [[{"role": "user", "content": f"What is {a} times {b}?"}] for a in range(4) for b in range(4)][:n]
+    prompts = [[{"role": "user", "content": f"What is {a} times {b}?"}] for a in range(4) for b in range(4)][
+        :n
+    ]
     return Dataset.from_dict({"prompt": prompts, **{k: v[:n] for k, v in columns.items()}})
 
 
@@ -279,7 +284,9 @@ def feature(name: str, dense_lm: str, moe_lm: str) -> dict:
         spec.update(kwargs=dict(reward_funcs=digit_share, train_dataset=sums()), keys={"reward", "entropy"})
     elif name == "peft":
         lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
-        spec.update(kwargs=dict(reward_funcs=digit_share, train_dataset=sums(), peft_config=lora), keys={"reward"})
+        spec.update(
+            kwargs=dict(reward_funcs=digit_share, train_dataset=sums(), peft_config=lora), keys={"reward"}
+        )
     elif name == "multi_reward":
         spec.update(
             kwargs=dict(reward_funcs=[digit_share, short], train_dataset=sums()),
@@ -289,11 +296,15 @@ def feature(name: str, dense_lm: str, moe_lm: str) -> dict:
     elif name == "entropy_control":
         spec.update(
             kwargs=dict(reward_funcs=digit_share, train_dataset=sums()),
-            args=dict(entropy_coef=0.01, use_adaptive_entropy=True, entropy_target=10.0, entropy_coef_delta=0.01),
+            args=dict(
+                entropy_coef=0.01, use_adaptive_entropy=True, entropy_target=10.0, entropy_coef_delta=0.01
+            ),
             keys={"entropy_coef", "policy_loss"},
         )
     elif name == "moe":
-        spec.update(model=moe_lm, kwargs=dict(reward_funcs=digit_share, train_dataset=sums()), keys={"aux_loss"})
+        spec.update(
+            model=moe_lm, kwargs=dict(reward_funcs=digit_share, train_dataset=sums()), keys={"aux_loss"}
+        )
     elif name == "tools":
         spec.update(
             kwargs=dict(reward_funcs=answer_chars, train_dataset=chat_sums(), tools=[multiply_tool]),
@@ -313,16 +324,23 @@ def feature(name: str, dense_lm: str, moe_lm: str) -> dict:
         )  # fmt: skip
     elif name == "rollout_func":
         spec.update(
-            kwargs=dict(reward_funcs=[digit_share, rollout_length], train_dataset=sums(), rollout_func=sampled_rollout),
+            kwargs=dict(
+                reward_funcs=[digit_share, rollout_length], train_dataset=sums(), rollout_func=sampled_rollout
+            ),
             keys={"rewards/rollout_length/mean"},
         )
     else:
         raise KeyError(name)
+    if not spec["scripted"]:  # sampled by the tiny policy: short completions keep these cheap
+        spec["args"] = {"max_completion_length": 16, **spec["args"]}
     return spec
 
 
 FEATURES = ["plain", "peft", "tools", "environment", "environments", "rollout_func", "multi_reward", "moe",
             "entropy_control"]  # fmt: skip
+# K = 3 runs 8 optimizer steps per trainer; with ~850-token tool prompts that is the heavy part of this file.
+HEAVY_AT_K3 = {"tools", "environment", "environments"}
+K3_FEATURES = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY_AT_K3 else n for n in FEATURES]
 
 
 def train(cls, config_cls, spec: dict, out, **args):
@@ -337,7 +355,9 @@ def train(cls, config_cls, spec: dict, out, **args):
     with context:
         trainer.train()
     after = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
-    assert any(not torch.equal(before[n], after[n]) for n in before), "training must move the trainable weights"
+    assert any(not torch.equal(before[n], after[n]) for n in before), (
+        "training must move the trainable weights"
+    )
     return trainer, after
 
 
@@ -374,14 +394,16 @@ def test_k0_is_grpo_feature_by_feature(name, dense_lm, moe_lm, tmp_path):
         for key in set(a) - TIMINGS:
             assert math.isclose(a[key], b[key], rel_tol=1e-5, abs_tol=1e-7), (a["step"], key, a[key], b[key])
     assert spec["keys"] <= set(theirs[-1]), spec["keys"] - set(theirs[-1])
-    assert "train_loss" in ours[-1] and ours[-1]["sfpo/rl_step"] == 3  # the summary carries the newest RL step
+    assert (
+        "train_loss" in ours[-1] and ours[-1]["sfpo/rl_step"] == 3
+    )  # the summary carries the newest RL step
     assert ours[0]["sfpo/rl_step"] == 2 and ours[0]["sfpo/active"] == 0
     assert grpo_w.keys() == sfpo_w.keys()
     for n in grpo_w:
         torch.testing.assert_close(grpo_w[n], sfpo_w[n], rtol=1e-5, atol=1e-6, msg=n)
 
 
-@pytest.mark.parametrize("name", FEATURES)
+@pytest.mark.parametrize("name", K3_FEATURES)
 def test_k3_trains_and_logs_grpos_keys_plus_sfpo(name, dense_lm, moe_lm, tmp_path):
     spec = feature(name, dense_lm, moe_lm)
     # GRPO with num_iterations = K + 1 takes the same optimizer steps per generation batch.
@@ -398,7 +420,9 @@ def test_k3_trains_and_logs_grpos_keys_plus_sfpo(name, dense_lm, moe_lm, tmp_pat
     # RL steps end at optimizer steps 4 and 8: each one's sfpo/* join the next entry TRL writes.
     assert [e.get("sfpo/rl_step") for e in ours] == [None, 1, 2]
     assert all(e["sfpo/active"] == 1 and e["sfpo/drift_norm"] > 0 for e in ours[1:])
-    assert any(not torch.allclose(grpo_w[n], sfpo_w[n]) for n in grpo_w), "the reposition must change the weights"
+    assert any(not torch.allclose(grpo_w[n], sfpo_w[n]) for n in grpo_w), (
+        "the reposition must change the weights"
+    )
 
 
 class RLSteps(TrainerCallback):
@@ -420,13 +444,24 @@ def test_rl_step_records_do_not_depend_on_logging_steps(dense_lm, moe_lm, tmp_pa
                           sfpo_inner_steps=1, sfpo_max_rl_steps=3, sfpo_switch="none",
                           **{**COMMON, **spec["args"]})  # fmt: skip
         recorder, steps = RunRecorder(tmp_path / f"run{logging_steps}"), RLSteps()
-        trainer = SFPOTrainer(model=spec["model"], args=args, processing_class=chat_tokenizer(), callbacks=[steps],
-                              **spec["kwargs"])
+        trainer = SFPOTrainer(
+            model=spec["model"],
+            args=args,
+            processing_class=chat_tokenizer(),
+            callbacks=[steps],
+            **spec["kwargs"],
+        )
         recorder.attach(trainer)
         trainer.train()
-        runs[logging_steps] = (trainer, steps.records, read_metrics(tmp_path / f"run{logging_steps}" / "metrics.jsonl"))
+        runs[logging_steps] = (
+            trainer,
+            steps.records,
+            read_metrics(tmp_path / f"run{logging_steps}" / "metrics.jsonl"),
+        )
     every, sparse = runs[1], runs[5]
-    assert [s for s, _ in every[1]] == [s for s, _ in sparse[1]] == [2, 4, 6]  # K + 1 = 2 optimizer steps each
+    assert (
+        [s for s, _ in every[1]] == [s for s, _ in sparse[1]] == [2, 4, 6]
+    )  # K + 1 = 2 optimizer steps each
     assert [r["rl_step"] for r in sparse[2]] == [1, 2, 3] and [r["rollouts"] for r in sparse[2]] == [3, 6, 9]
     for (_, a), (_, b) in zip(every[1], sparse[1]):
         assert a.keys() == b.keys()
@@ -440,7 +475,15 @@ def test_rl_step_records_do_not_depend_on_logging_steps(dense_lm, moe_lm, tmp_pa
             values = [e[key] for e in entries if key in e]
             assert math.isclose(record[key], sum(values) / len(values), rel_tol=1e-5), key
     line = sparse[2][-1]
-    assert {"reward", "entropy", "completion_length", "loss", "grad_norm", "learning_rate", "sfpo/drift_norm"} <= set(line)
+    assert {
+        "reward",
+        "entropy",
+        "completion_length",
+        "loss",
+        "grad_norm",
+        "learning_rate",
+        "sfpo/drift_norm",
+    } <= set(line)
     json.dumps(line)
 
 

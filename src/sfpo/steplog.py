@@ -25,7 +25,9 @@ class RLStepWindow:
 
     def __init__(self):
         self._values: dict[str, list[float]] = defaultdict(list)
-        self._seen: dict[str, tuple[list, int]] = {}  # name -> (TRL's list, how many of its values are copied)
+        self._seen: dict[
+            str, tuple[list, int]
+        ] = {}  # name -> (TRL's list, how many of its values are copied)
         self._loss: torch.Tensor | None = None  # sum of the micro-steps' losses, kept on device (no sync)
         self._optimizer_steps = 0
 
@@ -49,7 +51,9 @@ class RLStepWindow:
         if learning_rate is not None:
             self._values["learning_rate"].append(float(learning_rate))
 
-    def close(self, buffer: dict[str, list], mean_over_processes: Callable[[torch.Tensor], torch.Tensor]) -> dict:
+    def close(
+        self, buffer: dict[str, list], mean_over_processes: Callable[[torch.Tensor], torch.Tensor]
+    ) -> dict:
         """The RL step's means (non-finite values left out, as TRL does), then an empty window for the next one.
 
         `loss` is per optimizer step, like the Trainer's: the micro-steps' sum over the optimizer steps, averaged

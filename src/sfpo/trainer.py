@@ -120,7 +120,7 @@ class SFPOTrainer(GRPOTrainer):
         self._drift_norm: float | None = None
         self._sfpo_logs: dict[str, float] = {}  # the newest RL step's sfpo/*, until a log entry takes them
         self._rl_window = RLStepWindow()  # the trainer's metrics over the current RL step
-        self._rl_record: dict[str, float] | None = None  # an ended RL step's record, until its optimizer step ends
+        self._rl_record: dict[str, float] | None = None  # an ended RL step's sfpo/*, until its last optimizer step
         self._rl_window_step = -1  # global_step of the last optimizer step added to the window
         self._warned_no_entropy = False
         self._epoch_iter = None
@@ -220,8 +220,8 @@ class SFPOTrainer(GRPOTrainer):
                 grad_norm, learning_rate if learning_rate is not None else self._get_learning_rate()
             )
         if self._rl_record is not None:  # an RL step ended with this optimizer step: its record, before any save
-            record = {**self._rl_window.close(self._metrics["train"], self._mean_over_processes), **self._rl_record}
-            self._rl_record = None
+            means = self._rl_window.close(self._metrics["train"], self._mean_over_processes)
+            record, self._rl_record = {**means, **self._rl_record}, None
             self._call_rl_step_end(record)
         super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
 
