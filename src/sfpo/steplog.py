@@ -25,10 +25,9 @@ class RLStepWindow:
 
     def __init__(self):
         self._values: dict[str, list[float]] = defaultdict(list)
-        self._seen: dict[
-            str, tuple[list, int]
-        ] = {}  # name -> (TRL's list, how many of its values are copied)
-        self._loss: torch.Tensor | None = None  # sum of the micro-steps' losses, kept on device (no sync)
+        # name -> (TRL's list, how many of its values are copied)
+        self._seen: dict[str, tuple[list, int]] = {}
+        self._loss: torch.Tensor | None = None  # sum of the optimizer steps' losses, on device (no sync)
         self._optimizer_steps = 0
 
     def collect(self, buffer: dict[str, list]) -> None:
@@ -39,12 +38,10 @@ class RLStepWindow:
             self._values[name].extend(values[start:])
             self._seen[name] = (values, len(values))
 
-    def add_loss(self, loss: torch.Tensor) -> None:
-        """One micro-step's loss, as `Trainer.training_step` returns it (already scaled for accumulation)."""
+    def add_optimizer_step(self, loss: torch.Tensor, grad_norm, learning_rate: float | None) -> None:
+        """One optimizer step: the sum of its micro-steps' losses (left on device), its grad norm and LR."""
         loss = loss.detach()
         self._loss = loss.clone() if self._loss is None else self._loss + loss
-
-    def add_optimizer_step(self, grad_norm, learning_rate: float | None) -> None:
         self._optimizer_steps += 1
         if grad_norm is not None:
             self._values["grad_norm"].append(float(grad_norm))

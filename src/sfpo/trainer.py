@@ -122,6 +122,7 @@ class SFPOTrainer(GRPOTrainer):
         self._rl_window = RLStepWindow()  # the trainer's metrics over the current RL step
         self._rl_record: dict[str, float] | None = None  # an ended RL step's sfpo/*, until its last optimizer step
         self._rl_window_step = -1  # global_step of the last optimizer step added to the window
+        self._tr_loss_seen: torch.Tensor | None = None  # the Trainer's running loss sum after the last step
         self._warned_no_entropy = False
         self._epoch_iter = None
         self._epoch = -1
@@ -159,7 +160,6 @@ class SFPOTrainer(GRPOTrainer):
             anchor.reposition(self.args.sfpo_alpha)
 
         loss = super().training_step(model, inputs, num_items_in_batch)
-        self._rl_window.add_loss(loss)
 
         if phase >= cycle - spg:  # the last pass: its entropy feeds the switch
             entropy = self._metrics["train"].get("entropy")  # TRL appends one value per micro-step
@@ -215,15 +215,18 @@ class SFPOTrainer(GRPOTrainer):
         # Called after every optimizer step (and at the end of an epoch, with the same step again).
         if self.state.global_step != self._rl_window_step:
             self._rl_window_step = self.state.global_step
+            # The Trainer sums micro-step losses into tr_loss until it logs (then zeroes it in place).
+            loss = tr_loss if self._tr_loss_seen is None else tr_loss - self._tr_loss_seen
             learning_rate = kwargs.get("learning_rate")
-            self._rl_window.add_optimizer_step(
-                grad_norm, learning_rate if learning_rate is not None else self._get_learning_rate()
-            )
+            if learning_rate is None:
+                learning_rate = self._get_learning_rate()
+            self._rl_window.add_optimizer_step(loss, grad_norm, learning_rate)
         if self._rl_record is not None:  # an RL step ended with this optimizer step: its record, before any save
             means = self._rl_window.close(self._metrics["train"], self._mean_over_processes)
             record, self._rl_record = {**means, **self._rl_record}, None
             self._call_rl_step_end(record)
         super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
+        self._tr_loss_seen = tr_loss.detach().clone()
 
     def _mean_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.accelerator.gather(tensor).mean()
