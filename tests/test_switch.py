@@ -5,10 +5,19 @@ from __future__ import annotations
 import math
 
 import pytest
+from transformers import TrainerCallback
 
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.switch import SFPOSwitch, entropy_zscore
+
+
+class RLSteps(TrainerCallback):
+    def __init__(self):
+        self.records = []
+
+    def on_rl_step_end(self, args, state, control, metrics=None, **kwargs):
+        self.records.append(metrics)
 
 
 def feed(switch: SFPOSwitch, series: list[float]) -> list[bool]:
@@ -94,7 +103,9 @@ def test_trainer_after_switch_makes_one_pass_per_batch_and_keeps_prompt_order(ti
         steps_per_generation=2, max_completion_length=4, sfpo_inner_steps=2, sfpo_zscore_window=3,
         sfpo_zscore_two_sided=two_sided, sfpo_max_rl_steps=8,
     )
-    trainer = Scripted(model=tiny_lm, reward_funcs=digit_reward, args=args, train_dataset=toy_dataset)
+    rl_steps = RLSteps()
+    trainer = Scripted(model=tiny_lm, reward_funcs=digit_reward, args=args, train_dataset=toy_dataset,
+                       callbacks=[rl_steps])
     trainer.train()
     assert trainer.sfpo_switch.switched_at == expected_switch
     active = [r[0] for r in trainer.record]
@@ -109,8 +120,9 @@ def test_trainer_after_switch_makes_one_pass_per_batch_and_keeps_prompt_order(ti
     # every generation batch is the next 2 prompts of the dataset: nothing skipped, nothing repeated
     order = toy_dataset["prompt"]
     assert trainer.prompts == [sorted(order[2 * i : 2 * i + 2]) for i in range(8)]
-    logged = [h["sfpo/active"] for h in trainer.state.log_history if "sfpo/active" in h]
-    assert logged == [int(a) for a in active]
+    # one on_rl_step_end record per RL step (logging_steps=10 decides only where TRL's log entries fall)
+    assert [m["sfpo/active"] for m in rl_steps.records] == [int(a) for a in active]
+    assert [m["sfpo/rl_step"] for m in rl_steps.records] == list(range(1, 9))
 
 
 def test_stop_step_zero_is_plain_grpo_from_the_first_batch(tiny_lm, toy_dataset, tmp_path):

@@ -101,11 +101,14 @@ class SFPOConfig(GRPOConfig):
         super().__post_init__()
         # A pass must end on an optimizer step, or the reposition would land in the middle of an
         # accumulated gradient.
-        if self.sfpo_inner_steps > 0 and self.steps_per_generation % self.gradient_accumulation_steps != 0:
+        spg, ga = self.steps_per_generation, self.gradient_accumulation_steps
+        if self.sfpo_inner_steps > 0 and spg % ga != 0:
+            divisors = [d for d in range(1, spg + 1) if spg % d == 0]
             raise ValueError(
-                f"steps_per_generation={self.steps_per_generation} must be a multiple of "
-                f"gradient_accumulation_steps={self.gradient_accumulation_steps} when sfpo_inner_steps > 0, so that "
-                "each pass over the generation batch ends on an optimizer step"
+                f"steps_per_generation={spg} must be a multiple of gradient_accumulation_steps={ga} when "
+                f"sfpo_inner_steps > 0, so that each pass over the generation batch ends on an optimizer step "
+                f"(GRPOTrainer allows it; SFPO cannot): set steps_per_generation to {ga}, {2 * ga}, {3 * ga}, ..., "
+                f"or gradient_accumulation_steps to one of {divisors}, or sfpo_inner_steps=0 for plain GRPO"
             )
         if self.sfpo_max_rl_steps is not None and self.max_steps <= 0:
             optimizer_steps_per_pass = self.steps_per_generation // self.gradient_accumulation_steps

@@ -1,9 +1,11 @@
-"""The run folder's `metrics.jsonl`: one line per RL step, written as the trainer logs.
+"""The run folder's `metrics.jsonl`: one line per RL step, written at SFPOTrainer's `on_rl_step_end` event.
 
 Each line holds `rl_step`, `rollouts` (completions generated so far), `wall_s` (training wall-clock so far,
 evaluation time excluded so both arms of a comparison pay only for training), `optimizer_step`, the
-trainer's metrics averaged over the RL step (with the short aliases `reward`, `entropy`,
-`completion_length`), the `sfpo/*` metrics, and `eval/*` on the steps where evaluation ran. A line
+trainer's metrics averaged over the RL step (TRL's, `loss`, `grad_norm`, `learning_rate`; with the short
+aliases `reward`, `entropy`, `completion_length`), the `sfpo/*` metrics, and `eval/*` on the steps where
+evaluation ran. The event does not depend on `logging_steps`, so there is a line per RL step however often
+the trainer writes log entries. A line
 `rl_step: 0` holds the evaluation before training, when there is one.
 
 Every line is written with one `write` and flushed, so an interrupted run leaves at most one partial
@@ -13,12 +15,10 @@ last line, which `sfpo.report` skips.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,7 +75,6 @@ class RunRecorder(TrainerCallback):
         self.on_step = on_step
         self.trainer = None
         self.best: float | None = None
-        self._window: dict[str, list[float]] = defaultdict(list)
 
     def attach(self, trainer) -> RunRecorder:
         self.trainer = trainer
@@ -101,29 +100,21 @@ class RunRecorder(TrainerCallback):
             record.update(self._evaluate(model))
             self._write(record)
 
-    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
-        logs = logs or {}
-        for key, value in logs.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith("sfpo/"):
-                self._window[key].append(float(value))
-        if "sfpo/rl_step" not in logs:
-            return
-        rl_step = int(logs["sfpo/rl_step"])
+    def on_rl_step_end(self, args, state, control, metrics=None, model=None, **kwargs):
+        # SFPOTrainer's own event: once per RL step, whatever logging_steps says, with the step's means.
+        metrics = metrics or {}
+        rl_step = int(metrics["sfpo/rl_step"])
         record = {
             "rl_step": rl_step,
-            "rollouts": int(logs["sfpo/rollouts"]),
+            "rollouts": int(metrics["sfpo/rollouts"]),
             "wall_s": round(self._wall_offset + time.perf_counter() - self._t0 - self._eval_s, 3),
             "optimizer_step": state.global_step,
         }
-        for key, values in self._window.items():
-            finite = [v for v in values if math.isfinite(v)]
-            if finite and key not in ("epoch",):
-                record[key] = sum(finite) / len(finite)
+        record.update({k: v for k, v in metrics.items() if not k.startswith("sfpo/")})
         for source, alias in ALIASES.items():
             if source in record:
                 record[alias] = record[source]
-        record.update({k: v for k, v in logs.items() if k.startswith("sfpo/")})
-        self._window.clear()
+        record.update({k: v for k, v in metrics.items() if k.startswith("sfpo/")})
         if self.evaluator is not None and rl_step % self.eval_every == 0:
             record.update(self._evaluate(model))
         self._write(record)

@@ -12,8 +12,9 @@ so this class only watches TRL's micro-step counter (`_step`) and arms the two s
 `sfpo.reposition.InStepReposition` for the optimizer steps they belong to; they run in that optimizer's step
 hooks, on the tensors it really steps (parameters, FSDP2 shards or DeepSpeed's fp32 master partitions). It
 also measures the last pass's entropy for the switch, turns SFPO off for good when the switch fires (from
-then on one pass per generation batch, and the sampler's repeats of a batch are skipped unread), logs the
-`sfpo/*` metrics once per RL step, and saves what a resume needs inside each checkpoint.
+then on one pass per generation batch, and the sampler's repeats of a batch are skipped unread), adds the
+`sfpo/*` metrics to the log entries TRL writes (`logging_steps` still decides when), hands callbacks one record
+per RL step (`on_rl_step_end`), and saves what a resume needs inside each checkpoint.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sfpo.config import SFPOConfig
 from sfpo.guards import check_train_dataset, guard_reward_funcs
 from sfpo.nonfinite import agree
 from sfpo.reposition import Anchor, InStepReposition
+from sfpo.steplog import RLStepWindow
 from sfpo.switch import SFPOSwitch
 
 logger = logging.getLogger(__name__)
@@ -46,7 +48,24 @@ class SFPOTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "sfpo"]
 
-    def __init__(self, model, reward_funcs, args: SFPOConfig | None = None, *pargs, **kwargs):
+    # The same parameters, kinds and defaults as GRPOTrainer.__init__ (a test compares the signatures).
+    def __init__(
+        self,
+        model,
+        reward_funcs=None,
+        args: SFPOConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        reward_processing_classes=None,
+        callbacks=None,
+        optimizers=(None, None),
+        quantization_config=None,
+        peft_config=None,
+        tools=None,
+        rollout_func=None,
+        environment_factory=None,
+    ):
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = SFPOConfig(output_dir=f"{name.split('/')[-1]}-SFPO")
@@ -55,7 +74,22 @@ class SFPOTrainer(GRPOTrainer):
                 f"SFPOTrainer needs args to be an SFPOConfig, got {type(args).__name__}; build the config with "
                 "sfpo.SFPOConfig(...) (it takes every GRPOConfig field)"
             )
-        super().__init__(model, reward_funcs, args, *pargs, **kwargs)
+        super().__init__(
+            model,
+            reward_funcs,
+            args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            reward_processing_classes=reward_processing_classes,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            quantization_config=quantization_config,
+            peft_config=peft_config,
+            tools=tools,
+            rollout_func=rollout_func,
+            environment_factory=environment_factory,
+        )
         self._check_loss_scaling()
         self._in_step: InStepReposition | None = None
         # A reward that raises or returns NaN stops the run naming the function, before any update.
@@ -91,7 +125,11 @@ class SFPOTrainer(GRPOTrainer):
         self._anchor_live = False  # the anchor holds this RL step's θ0
         self._pass_entropies: list[float] = []
         self._drift_norm: float | None = None
-        self._sfpo_logs: dict[str, float] = {}
+        self._sfpo_logs: dict[str, float] = {}  # the newest RL step's sfpo/*, until a log entry takes them
+        self._rl_window = RLStepWindow()  # the trainer's metrics over the current RL step
+        self._rl_record: dict[str, float] | None = None  # an ended RL step's sfpo/*, until its last optimizer step
+        self._rl_window_step = -1  # global_step of the last optimizer step added to the window
+        self._tr_loss_seen: torch.Tensor | None = None  # the Trainer's running loss sum after the last step
         self._warned_no_entropy = False
         self._epoch_iter = None
         self._epoch = -1
@@ -197,18 +235,14 @@ class SFPOTrainer(GRPOTrainer):
             logs["sfpo/drift_norm"] = self._drift_norm
         if self.sfpo_switch.last_z is not None:
             logs["sfpo/entropy_z"] = self.sfpo_switch.last_z
-        logs["sfpo/skipped_rl_steps"] = self.sfpo_skipped_rl_steps  # completed in _close_rl_step
+        # `logging_steps` keeps deciding when TRL writes a log entry: sfpo/* ride along in the next one. The
+        # RL step's own record goes to callbacks (`on_rl_step_end`) once its last optimizer step has been taken
+        # (and `_close_rl_step` has added the guard's counts).
         self._sfpo_logs = logs
-        self.control.should_log = True  # one log line per RL step, whatever logging_steps says
+        self._rl_record = logs
         max_rl = self.args.sfpo_max_rl_steps
         if max_rl is not None and self.sfpo_rl_step >= max_rl:
             self.control.should_training_stop = True
-
-    def _maybe_log_save_evaluate(self, *args, **kwargs):
-        if self._closing_rl_step:  # after the RL step's last optimizer step, before its log and checkpoint
-            self._closing_rl_step = False
-            self._close_rl_step()
-        super()._maybe_log_save_evaluate(*args, **kwargs)
 
     def _close_rl_step(self) -> None:
         """Count an RL step that hit a non-finite value (its weights are back at θ0); stop after too many."""
@@ -225,8 +259,11 @@ class SFPOTrainer(GRPOTrainer):
         if failed:
             self.sfpo_skipped_rl_steps += 1
             logger.warning(f"RL step {self.sfpo_rl_step} skipped ({reason}): its weights are back at its start")
-        self._sfpo_logs["sfpo/skipped_rl_steps"] = self.sfpo_skipped_rl_steps
-        self._sfpo_logs["sfpo/skipped_optimizer_steps"] = guard.skipped_optimizer_steps
+        counts = {"sfpo/skipped_rl_steps": self.sfpo_skipped_rl_steps,
+                  "sfpo/skipped_optimizer_steps": guard.skipped_optimizer_steps}
+        for logs in (self._sfpo_logs, self._rl_record):  # this RL step's log entry and its record
+            if logs is not None:
+                logs.update(counts)
         limit = self.args.sfpo_max_skipped_rl_steps
         if self._consecutive_skips >= limit:
             self._sfpo_stop_error = (
@@ -245,10 +282,47 @@ class SFPOTrainer(GRPOTrainer):
         return result
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.model.training and self._sfpo_logs:
-            logs = {**logs, **self._sfpo_logs}
-            self._sfpo_logs = {}
+        if self.model.training:
+            self._rl_window.collect(self._metrics["train"])  # TRL's log() averages and clears this buffer
+            if self._sfpo_logs:  # the newest RL step ended since the last entry: its sfpo/* join this one
+                logs = {**logs, **self._sfpo_logs}
+                self._sfpo_logs = {}
         super().log(logs, start_time)
+
+    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
+        # Called after every optimizer step (and at the end of an epoch, with the same step again).
+        if self._closing_rl_step:  # after the RL step's last optimizer step, before its log and checkpoint
+            self._closing_rl_step = False
+            self._close_rl_step()
+        if self.state.global_step != self._rl_window_step:
+            self._rl_window_step = self.state.global_step
+            # The Trainer sums micro-step losses into tr_loss until it logs (then zeroes it in place).
+            loss = tr_loss if self._tr_loss_seen is None else tr_loss - self._tr_loss_seen
+            learning_rate = kwargs.get("learning_rate")
+            if learning_rate is None:
+                learning_rate = self._get_learning_rate()
+            self._rl_window.add_optimizer_step(loss, grad_norm, learning_rate)
+        if self._rl_record is not None:  # an RL step ended with this optimizer step: its record, before any save
+            means = self._rl_window.close(self._metrics["train"], self._mean_over_processes)
+            record, self._rl_record = {**means, **self._rl_record}, None
+            self._call_rl_step_end(record)
+        super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
+        self._tr_loss_seen = tr_loss.detach().clone()
+
+    def _mean_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.gather(tensor).mean()
+
+    def _call_rl_step_end(self, metrics: dict[str, float]) -> None:
+        """`on_rl_step_end(args, state, control, metrics=..., model=...)` on every callback that defines it.
+
+        `metrics` holds the trainer's metrics averaged over the RL step (TRL's, `loss`, `grad_norm`,
+        `learning_rate`) and the step's `sfpo/*`. It comes once per RL step after the step's last optimizer step,
+        before that step's log entry, evaluation and checkpoint.
+        """
+        for callback in self.callback_handler.callbacks:
+            hook = getattr(callback, "on_rl_step_end", None)
+            if hook is not None:
+                hook(self.args, self.state, self.control, metrics=metrics, model=self.model)
 
     # ------------------------------------------------------------------ data after the switch
 
