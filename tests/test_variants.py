@@ -9,7 +9,6 @@ import pytest
 import torch
 from trl import GRPOTrainer
 
-from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.kl_budget import kl_budget_alpha, kl_sums
 from sfpo.reposition import stepped_tensors
