@@ -9,6 +9,7 @@ import pytest
 import torch
 from trl import GRPOTrainer
 
+from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.kl_budget import kl_budget_alpha, kl_sums
 from sfpo.reposition import stepped_tensors
@@ -225,3 +226,26 @@ def test_kl_budget_with_restore_and_patience_runs_together(tiny_lm, toy_dataset,
     logs = [h for h in trainer.state.log_history if "sfpo/rl_step" in h]
     assert len(logs) == 3 and all(0 < h["sfpo/alpha"] < 0.9 for h in logs if h["sfpo/active"])
     assert COMMON["lr_scheduler_type"] == "constant"
+
+
+def test_resume_mid_rl_step_with_every_variant_on(tiny_lm, toy_dataset, tmp_path):
+    # K=2, 2 optimizer steps per pass: 6 per RL step. checkpoint-4 falls after pass K, before kl_budget's
+    # deferred reposition; checkpoint-8 inside RL step 2, where the optimizer-state copy is not empty.
+    def make(out):
+        args = sfpo_args(out, sfpo_inner_steps=2, sfpo_alpha=0.9, sfpo_max_rl_steps=2, steps_per_generation=2,
+                         per_device_train_batch_size=4, sfpo_optimizer_state="restore", sfpo_alpha_mode="kl_budget",
+                         sfpo_kl_budget=1e-6, sfpo_zscore_window=2, sfpo_switch_patience=2, save_strategy="steps",
+                         save_steps=4)
+        return SFPOTrainer(model=tiny_lm, reward_funcs=digit_reward, args=args, train_dataset=toy_dataset)
+
+    full = make(tmp_path / "full")
+    full.train()
+    final = weights(full)
+    alphas = [h["sfpo/alpha"] for h in full.state.log_history if "sfpo/alpha" in h]
+    assert all(0 < a < 0.9 for a in alphas)
+    for checkpoint in ("checkpoint-4", "checkpoint-8"):
+        resumed = make(tmp_path / checkpoint)
+        resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "sfpo" / checkpoint))
+        assert resumed.state.global_step == full.state.global_step == 12
+        assert_same(final, weights(resumed))
+        assert resumed.sfpo_switch.state_dict() == full.sfpo_switch.state_dict()
