@@ -148,7 +148,7 @@ class StateRecorder(SFPOTrainer):
         return super()._prepare_inputs(generation_batch)
 
 
-@pytest.mark.parametrize("mode", ["keep", "restore"])
+@pytest.mark.parametrize("mode", [pytest.param("keep", marks=pytest.mark.slow), "restore"])
 def test_restore_puts_back_theta0_state_in_place(tiny_lm, toy_dataset, tmp_path, mode):
     args = sfpo_args(tmp_path, sfpo_inner_steps=2, sfpo_alpha=0.5, sfpo_max_rl_steps=2, sfpo_optimizer_state=mode)
     trainer = run(StateRecorder, tiny_lm, args, toy_dataset)
@@ -218,6 +218,7 @@ def test_kl_budget_picks_alpha_and_repositions_with_it(tiny_lm, toy_dataset, tmp
         assert_same(weights(fixed), weights(trainer))
 
 
+@pytest.mark.slow  # the resume test below runs every variant together too
 def test_kl_budget_with_restore_and_patience_runs_together(tiny_lm, toy_dataset, tmp_path):
     args = sfpo_args(tmp_path, sfpo_inner_steps=1, sfpo_alpha=0.9, sfpo_max_rl_steps=3, sfpo_alpha_mode="kl_budget",
                      sfpo_kl_budget=1e-6, sfpo_optimizer_state="restore", sfpo_zscore_window=2,
