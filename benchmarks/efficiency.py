@@ -44,7 +44,9 @@ def run(settings: DemoSettings, arm: str, lr: float, seed: int, folder: Path, po
     lines = folder / "metrics.jsonl"
     if lines.exists() and any(json.loads(x)["rl_step"] == settings.steps for x in lines.read_text().splitlines()
                               if x.endswith("}")):
-        return folder
+        if _same_arm(folder, arm, lr, seed):
+            return folder
+        print(f"  {folder}: finished with other settings for {arm} than now; running it again", flush=True)
     if folder.exists():
         import shutil
 
@@ -54,6 +56,18 @@ def run(settings: DemoSettings, arm: str, lr: float, seed: int, folder: Path, po
     run_arm(s, arm, policy, folder)
     print(f"  {arm:8s} lr={lr:g} seed={seed}: {time.perf_counter() - start:.0f} s", flush=True)
     return folder
+
+
+def _same_arm(folder: Path, arm: str, lr: float, seed: int) -> bool:
+    """Whether a finished run was made with the arm's current fields (e.g. a variant's δ changed since)."""
+    from sfpo.demo import ARMS
+
+    try:
+        trainer = json.loads((folder / "config.json").read_text())["trainer"]
+    except (OSError, ValueError, KeyError):
+        return False
+    wanted = {**ARMS[arm], "learning_rate": lr, "seed": seed}
+    return all(trainer.get(k) == v for k, v in wanted.items())
 
 
 def _one_thread() -> None:
