@@ -23,6 +23,8 @@ the post-hook of pass K's last step.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.distributed as dist
 
@@ -157,7 +159,7 @@ class OptimizerStateCopy:
                     buf = torch.empty_like(value)  # allocated once, reused every RL step
                 new[key] = buf.copy_(value)
             else:
-                new[key] = value  # e.g. DeepSpeedCPUAdam's int step
+                new[key] = copy.deepcopy(value)  # e.g. DeepSpeedCPUAdam's int step
         self.copies[slot] = new
 
     @torch.no_grad()
