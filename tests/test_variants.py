@@ -226,6 +226,7 @@ def test_kl_budget_with_restore_and_patience_runs_together(tiny_lm, toy_dataset,
     trainer = run(SFPOTrainer, tiny_lm, args, toy_dataset)
     logs = [h for h in trainer.state.log_history if "sfpo/rl_step" in h]
     assert len(logs) == 3 and all(0 < h["sfpo/alpha"] < 0.9 for h in logs if h["sfpo/active"])
+    assert all("sfpo/switch_streak" in h for h in logs)
     assert COMMON["lr_scheduler_type"] == "constant"
 
 

@@ -63,6 +63,9 @@ class SFPOTrainer(GRPOTrainer):
         super().__init__(model, reward_funcs, args, *pargs, **kwargs)
         self._check_loss_scaling()
         self._check_kl_budget_backend()
+        variants = {k: getattr(self.args, k) for k, ref in _REFERENCE.items() if getattr(self.args, k) != ref}
+        if variants and self.sfpo_k > 0:
+            logger.info("SFPO variants beyond the reference code: %s", variants)
         self._in_step: InStepReposition | None = None
         self._sfpo_reset()
 
@@ -239,6 +242,8 @@ class SFPOTrainer(GRPOTrainer):
             logs["sfpo/drift_norm"] = self._drift_norm
         if self.sfpo_switch.last_z is not None:
             logs["sfpo/entropy_z"] = self.sfpo_switch.last_z
+        if self.args.sfpo_switch_patience > 1:
+            logs["sfpo/switch_streak"] = self.sfpo_switch.streak
         self._sfpo_logs = logs
         self.control.should_log = True  # one log line per RL step, whatever logging_steps says
         max_rl = self.args.sfpo_max_rl_steps
@@ -371,6 +376,10 @@ class SFPOTrainer(GRPOTrainer):
         self._resume_position = (s["epoch"], s["loader_pos"])
         return max(s["epoch"], 0), s["loader_pos"]
 
+
+# The opt-in variants and their reference values (logged when a run departs from them).
+_REFERENCE = {"sfpo_switch_warmup": 0, "sfpo_switch_patience": 1, "sfpo_optimizer_state": "keep",
+              "sfpo_alpha_mode": "fixed", "sfpo_kl_budget": None}
 
 # The multimodal inputs TRL's own loss forwards pass on, if the batch has them.
 _FORWARD_KEYS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
