@@ -137,6 +137,7 @@ def main(out: Path, job: str, opts: dict) -> None:
             alphas=[h["sfpo/alpha"] for h in trainer.state.log_history if "sfpo/alpha" in h],
             kl_fast=[h["sfpo/kl_fast"] for h in trainer.state.log_history if "sfpo/kl_fast" in h],
             switch=trainer.sfpo_switch.state_dict(),
+            stepping=sorted({type(o).__name__ for o in trainer._hooks().optimizers}),
             anchor_bytes=anchor.nbytes,
             anchor_on_model_params=any(id(t) in model_ids for t in anchor.tensors),
             anchor_dtypes=sorted({str(c.dtype) for c in anchor.copies}),

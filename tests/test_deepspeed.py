@@ -221,11 +221,16 @@ def test_zero1_matches_ddp(out, ddp):
 def test_optimizer_offload_matches_ddp(out, ddp):
     jobs = [["z3-offload", {}]]
     got = launch(out, jobs, cpu_config(out, "zero3-offload"), 29615)
-    got |= launch(out, [["z2-offload", {}]], cpu_config(out, "zero2", offload_optimizer_device="cpu"), 29616)
+    # with "restore": DeepSpeedCPUAdam's state is put back through its Python-side tensors and step count
+    jobs = [["z2-offload", {}], ["z2-offload-restore", {**VARIANTS, "optimizer_state": "restore"}]]
+    got |= launch(out, jobs, cpu_config(out, "zero2", offload_optimizer_device="cpu"), 29616)
     for job in ("z3-offload", "z2-offload"):
         for r in got[job]:
             assert not r["anchor_on_model_params"]
             assert_close(r["weights"], ddp["ddp"][0]["weights"])
+    for r in got["z2-offload-restore"]:
+        assert r["stepping"] == ["DeepSpeedCPUAdam"]
+        assert_close(r["weights"], ddp["ddp-restore"][0]["weights"])
 
 
 def test_variants_under_ddp_and_zero2(ddp, zero2):
