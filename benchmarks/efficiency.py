@@ -9,6 +9,15 @@ Three comparisons, each over the same seeds and the same rollout budget, measure
 
     python benchmarks/efficiency.py --seeds 0 1 2 3 4 --steps 30 --lrs 5e-5 1e-4 2e-4 --jobs 2 --out runs/bench-efficiency
 
+The opt-in variants (`--variants sfpo-restore sfpo-kl sfpo-patient`, see `sfpo.demo.VARIANT_ARMS`) run next to
+the reference arms at every learning rate of --lrs, on the same seeds, and each is compared with GRPO at the
+same rate (and with the reference SFPO arm at that rate):
+
+    python benchmarks/efficiency.py --variants sfpo-restore sfpo-kl sfpo-patient --out runs/bench-efficiency
+
+Every run folder is reused once finished, so an interrupted benchmark picks up where it stopped; runs that are
+shared (GRPO and SFPO at a rate) are run once. `--skip-reference` runs only the variants' part.
+
 With --jobs 2 two runs share the machine at a time (one thread each): wall-clock columns then measure a loaded
 machine, the same for every arm.
 
@@ -26,7 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from sfpo.demo import DemoSettings, build_policy, run_arm
+from sfpo.demo import VARIANT_ARMS, DemoSettings, build_policy, run_arm
 from sfpo.report import compare_runs, format_table, load_run, write_report
 
 
@@ -35,7 +44,9 @@ def run(settings: DemoSettings, arm: str, lr: float, seed: int, folder: Path, po
     lines = folder / "metrics.jsonl"
     if lines.exists() and any(json.loads(x)["rl_step"] == settings.steps for x in lines.read_text().splitlines()
                               if x.endswith("}")):
-        return folder
+        if _same_arm(folder, arm, lr, seed):
+            return folder
+        print(f"  {folder}: finished with other settings for {arm} than now; running it again", flush=True)
     if folder.exists():
         import shutil
 
@@ -45,6 +56,18 @@ def run(settings: DemoSettings, arm: str, lr: float, seed: int, folder: Path, po
     run_arm(s, arm, policy, folder)
     print(f"  {arm:8s} lr={lr:g} seed={seed}: {time.perf_counter() - start:.0f} s", flush=True)
     return folder
+
+
+def _same_arm(folder: Path, arm: str, lr: float, seed: int) -> bool:
+    """Whether a finished run was made with the arm's current fields (e.g. a variant's δ changed since)."""
+    from sfpo.demo import ARMS
+
+    try:
+        trainer = json.loads((folder / "config.json").read_text())["trainer"]
+    except (OSError, ValueError, KeyError):
+        return False
+    wanted = {**ARMS[arm], "learning_rate": lr, "seed": seed}
+    return all(trainer.get(k) == v for k, v in wanted.items())
 
 
 def _one_thread() -> None:
@@ -89,6 +112,39 @@ def compare(name: str, base: list[Path], cand: list[Path], out: Path) -> dict:
     return {**result, **summary}
 
 
+def run_variants(base: DemoSettings, policy: str, opts, out: Path) -> dict:
+    """GRPO, SFPO and each variant at every learning rate on every seed; each candidate against GRPO (and each
+    variant against SFPO) at the same rate. Writes variants-summary.json and one report folder per comparison."""
+    arms = ["grpo", "sfpo", *opts.variants]
+    runs = {(arm, lr): [out / f"{arm}-lr{lr:g}" / f"seed{seed}" for seed in opts.seeds]
+            for arm in arms for lr in opts.lrs}
+    print(f"variants {opts.variants} at lrs {opts.lrs}, seeds {opts.seeds}: {len(arms) * len(opts.lrs) * len(opts.seeds)}"
+          " runs (finished ones are reused)", flush=True)
+    run_all([(base, arm, lr, seed, folder, policy) for (arm, lr), folders in runs.items()
+             for seed, folder in zip(opts.seeds, folders)], opts.jobs)
+    results = {}
+    for lr in opts.lrs:
+        for arm in arms[1:]:
+            name = f"lr{lr:g}: grpo vs {arm}"
+            results[name] = compare(f"variants/lr{lr:g}-grpo-vs-{arm}", runs[("grpo", lr)], runs[(arm, lr)], out)
+        for arm in opts.variants:
+            name = f"lr{lr:g}: sfpo vs {arm}"
+            results[name] = compare(f"variants/lr{lr:g}-sfpo-vs-{arm}", runs[("sfpo", lr)], runs[(arm, lr)], out)
+    print("\n## Variants (medians over seeds; ratio = baseline rollouts to its best ÷ candidate rollouts to match)\n")
+    print("| comparison | baseline best | candidate best | baseline final | candidate final | rollout ratio [range] "
+          "| matched |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        ratio = "never" if r["rollout_ratio"] is None else f"{r['rollout_ratio']:.2f}× {r.get('rollout_ratio_range')}"
+        print(f"| {name} | {r['baseline_best']:.3f} | {r['candidate_best']:.3f} | {r['baseline final (mean)']:.3f} | "
+              f"{r['candidate final (mean)']:.3f} | {ratio} | {r['matched_pairs']} |")
+    print(f"\nseeds {opts.seeds}; {opts.steps} RL steps × {base.prompts_per_step * base.num_generations} rollouts per arm")
+    summary = {"variants": {a: VARIANT_ARMS[a] for a in opts.variants}, "lrs": opts.lrs, "seeds": opts.seeds,
+               "steps": opts.steps, "results": results}
+    (out / "variants-summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -98,12 +154,23 @@ def main() -> None:
     parser.add_argument("--task", default="arithmetic")
     parser.add_argument("--out", default="runs/bench-efficiency")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs in parallel")
+    parser.add_argument("--variants", nargs="*", default=[], choices=sorted(VARIANT_ARMS),
+                        help="opt-in variants to run at every learning rate next to GRPO and SFPO")
+    parser.add_argument("--skip-reference", action="store_true", help="run only the variants' comparisons")
+    parser.add_argument("--eval-every", type=int, default=None, help="override the demo's evaluation interval")
     opts = parser.parse_args()
     started = time.perf_counter()
     out = Path(opts.out)
     base = DemoSettings(task=opts.task, steps=opts.steps)
+    if opts.eval_every is not None:
+        base.eval_every = opts.eval_every
     base.validate()
     policy = build_policy(base)
+    if opts.variants:
+        run_variants(base, policy, opts, out)
+    if opts.skip_reference:
+        print(f"benchmark took {time.perf_counter() - started:.0f} s")
+        return
 
     print(f"learning-rate sweep on seed {opts.sweep_seed}: {opts.lrs}", flush=True)
     sweep = [(base, arm, lr, opts.sweep_seed, out / "sweep" / f"{arm}-lr{lr:g}", policy)

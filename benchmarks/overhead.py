@@ -5,6 +5,8 @@ Prints one table:
 - SFPO (K=3, α=0.8) vs GRPO: RL-step time ratio (K+1 passes over the same batch),
 - the share of an SFPO RL step spent in snapshot + drift norm + reposition (goal < 1%),
 - anchor bytes vs trainable-parameter bytes (one copy: 1×), with the anchor on the same device and on CPU,
+- with `sfpo_optimizer_state="restore"`: the extra copy of the optimizer state (AdamW: 2× the trainable bytes,
+  plus step counts) and the time its snapshot and restore take (counted in the stage share),
 - peak accelerator memory per arm when a GPU is present.
 
 Arms are interleaved over `--repeats` rounds and the median is reported, since this machine is noisy.
@@ -31,6 +33,8 @@ STAGES = [
     (reposition.Anchor, "snapshot"),
     (reposition.Anchor, "reposition"),
     (reposition.InStepReposition, "drift_norm"),
+    (reposition.OptimizerStateCopy, "snapshot"),
+    (reposition.OptimizerStateCopy, "restore"),
 ]
 
 
@@ -102,6 +106,8 @@ def run_arm(kind: str, model: str, task, fields: dict, steps: int) -> dict:
                 "sfpo-k3": dict(sfpo_inner_steps=3, sfpo_alpha=0.8, sfpo_switch="none"),
                 "sfpo-k3-cpu-anchor": dict(sfpo_inner_steps=3, sfpo_alpha=0.8, sfpo_switch="none",
                                            sfpo_anchor_device="cpu"),
+                "sfpo-k3-restore": dict(sfpo_inner_steps=3, sfpo_alpha=0.8, sfpo_switch="none",
+                                        sfpo_optimizer_state="restore"),
             }[kind]
             args = SFPOConfig(**fields, **sfpo_fields, sfpo_max_rl_steps=steps)
             trainer = SFPOTrainer(model=model, reward_funcs=task.reward, args=args, train_dataset=data)
@@ -117,6 +123,7 @@ def run_arm(kind: str, model: str, task, fields: dict, steps: int) -> dict:
         "step_s": seconds / steps,
         "stage_s": stages.seconds / steps,
         "anchor_bytes": anchor.nbytes if anchor is not None else 0,
+        "state_copy_bytes": trainer._state_copy.nbytes if getattr(trainer, "_state_copy", None) else 0,
         "trainable_bytes": trainable,
         "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
     }
@@ -131,7 +138,7 @@ def main() -> None:
     opts = parser.parse_args()
     started = time.perf_counter()
     model, task, max_len = policy_and_task(opts.policy)
-    kinds = ["trl-grpo", "sfpo-k0", "sfpo-k3", "sfpo-k3-cpu-anchor"]
+    kinds = ["trl-grpo", "sfpo-k0", "sfpo-k3", "sfpo-k3-cpu-anchor", "sfpo-k3-restore"]
     results: dict[str, list[dict]] = {k: [] for k in kinds}
     for round_ in range(opts.repeats):
         for kind in kinds:
@@ -147,14 +154,17 @@ def main() -> None:
     base = med("trl-grpo", "step_s")
     print(f"\npolicy={opts.policy} steps={opts.steps} repeats={opts.repeats} torch={torch.__version__} "
           f"threads={torch.get_num_threads()}")
-    print("| arm | s per RL step (median) | ÷ TRL GRPO | snapshot+reposition share | anchor bytes ÷ trainable | peak GPU GB |")
-    print("|---|---|---|---|---|---|")
+    print("| arm | s per RL step (median) | ÷ TRL GRPO | snapshot+reposition share | anchor bytes ÷ trainable | "
+          "optimizer-state copy ÷ trainable | peak GPU GB |")
+    print("|---|---|---|---|---|---|---|")
     for kind in kinds:
         step = med(kind, "step_s")
         stage = med(kind, "stage_s")
         anchor = results[kind][-1]["anchor_bytes"] / results[kind][-1]["trainable_bytes"]
+        state_copy = results[kind][-1]["state_copy_bytes"] / results[kind][-1]["trainable_bytes"]
         peak = med(kind, "peak_gpu_gb")
         print(f"| {kind} | {step:.3f} | {step / base:.3f}× | {100 * stage / step:.3f}% | {anchor:.2f}× | "
+              f"{state_copy:.2f}× | "
               f"{'-' if peak is None else f'{peak:.2f}'} |")
     print(f"\nbenchmark took {time.perf_counter() - started:.0f} s")
 

@@ -60,8 +60,16 @@ def main(out: Path, job: str, opts: dict) -> None:
     else:
         alpha = opts.get("alpha", ALPHA)
         # the control repositions the model itself (below); SFPO's own reposition is a no-op at α = 1
+        variants = dict(  # the opt-in variants (defaults: the reference)
+            sfpo_optimizer_state=opts.get("optimizer_state", "keep"),
+            sfpo_alpha_mode=opts.get("alpha_mode", "fixed"),
+            sfpo_kl_budget=opts.get("kl_budget"),
+            sfpo_switch_warmup=opts.get("warmup", 0),
+            sfpo_switch_patience=opts.get("patience", 1),
+            sfpo_zscore_window=opts.get("window", 30),
+        )
         args = SFPOConfig(**common, sfpo_inner_steps=k, sfpo_alpha=1.0 if opts.get("model_side") else alpha,
-                          sfpo_max_rl_steps=rl_steps)
+                          sfpo_max_rl_steps=rl_steps, **variants)
         args.control_alpha = alpha
         cls = ModelSideReposition if opts.get("model_side") else SFPOTrainer
 
@@ -98,8 +106,14 @@ def main(out: Path, job: str, opts: dict) -> None:
 
         peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     data = Dataset.from_dict({"prompt": [f"{a}+{b}=" for a in range(8) for b in range(8)]})
-    trainer = cls(model=str(out / "model"), reward_funcs=digit_reward, args=args, train_dataset=data,
-                  callbacks=callbacks, peft_config=peft_config)
+    try:
+        trainer = cls(model=str(out / "model"), reward_funcs=digit_reward, args=args, train_dataset=data,
+                      callbacks=callbacks, peft_config=peft_config)
+    except ValueError as err:
+        if not opts.get("expect_error"):
+            raise
+        torch.save({"error": str(err)}, out / f"{job}-rank{args.process_index}.pt")
+        return
     if server is not None:
         server.trainer = trainer
     trainer.train(resume_from_checkpoint=opts.get("resume"))
@@ -119,6 +133,10 @@ def main(out: Path, job: str, opts: dict) -> None:
         anchor = trainer._anchor
         rec.update(
             rl_step=trainer.sfpo_rl_step,
+            alphas=[h["sfpo/alpha"] for h in trainer.state.log_history if "sfpo/alpha" in h],
+            kl_fast=[h["sfpo/kl_fast"] for h in trainer.state.log_history if "sfpo/kl_fast" in h],
+            switch=trainer.sfpo_switch.state_dict(),
+            stepping=sorted({type(o).__name__ for o in trainer._hooks().optimizers}),
             anchor_bytes=anchor.nbytes,
             anchor_on_model_params=any(id(t) in model_ids for t in anchor.tensors),
             anchor_dtypes=sorted({str(c.dtype) for c in anchor.copies}),

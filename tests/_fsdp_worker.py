@@ -51,7 +51,7 @@ def direct(out: Path) -> None:
     from torch.distributed.tensor.debug import CommDebugMode
     from transformers import AutoModelForCausalLM
 
-    from sfpo.reposition import Anchor, InStepReposition
+    from sfpo.reposition import Anchor, InStepReposition, OptimizerStateCopy
 
     dist.init_process_group("gloo")
     rank = dist.get_rank()
@@ -123,6 +123,17 @@ def direct(out: Path) -> None:
         "placements": sorted({str(p.placements) for p in model.parameters()}),
         "drift": hooks.drift_norm(),
     }
+
+    # kl_budget's deferred reposition (between optimizer steps) and the optimizer-state restore, on the shards:
+    # the same θ̃ as the in-step reposition of the first RL step above, and θ0's (empty) optimizer state back.
+    model, opt, anchor, hooks, _ = sharded(init_device_mesh("cpu", (2,)))
+    hooks.state_copy = OptimizerStateCopy()
+    for k in range(K):
+        backward(model, opt, k, rank)
+        optimizer_step(opt, hooks, snapshot=k == 0, restore=k == K - 1)
+    rec["deferred"] = {"restored_empty": all(len(opt.state[p]) == 0 for p in model.parameters())}
+    hooks.reposition_now(ALPHA)
+    rec["deferred"]["theta_tilde"] = full(model)
     torch.save(rec, out / f"direct-rank{rank}.pt")
     dist.destroy_process_group()
 

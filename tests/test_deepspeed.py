@@ -27,6 +27,9 @@ CONFIGS = HERE.parent / "configs" / "accelerate"
 # Back-end rounding: DeepSpeed and DDP reduce gradients in a different order (K = 0 already differs by ~2e-6).
 # The negative control is off by ~3e-2, so this tolerance separates the two by two orders of magnitude.
 TOL = {"rtol": 1e-4, "atol": 1e-4}
+# switch warm-up and patience ride along with the variants' runs (window 2: z-scores exist from RL step 1 on)
+VARIANTS = {"warmup": 1, "patience": 2, "window": 2}
+ALPHA = 0.8  # _ds_worker.ALPHA (not imported: importing the worker patches DeepSpeed in this process)
 
 
 def cpu_config(tmp: Path, name: str, **override) -> Path:
@@ -80,7 +83,14 @@ def out(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ddp(out):
-    return launch(out, [["ddp", {}], ["ddp-lora", {"lora": True}]], None, 29611)
+    jobs = [
+        ["ddp", {}],
+        ["ddp-lora", {"lora": True}],
+        # the opt-in variants (tests/test_variants.py has their identities on one process)
+        ["ddp-restore", {**VARIANTS, "optimizer_state": "restore"}],
+        ["ddp-kl", {**VARIANTS, "alpha_mode": "kl_budget", "kl_budget": 1e-4, "optimizer_state": "restore"}],
+    ]
+    return launch(out, jobs, None, 29611)
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +101,8 @@ def zero2(out):
         ["z2-interrupted", {"save_steps": 5, "stop_at": 5}],  # step 5 of 8: pass K = 3, before the reposition
         ["z2-resumed", {"resume": str(out / "z2-interrupted" / "checkpoint-5")}],
         ["z2-lora", {"lora": True}],
+        ["z2-restore", {**VARIANTS, "optimizer_state": "restore"}],
+        ["z2-kl", {"alpha_mode": "kl_budget", "kl_budget": 1e-4, "expect_error": True}],
     ]
     return launch(out, jobs, cpu_config(out, "zero2"), 29612)
 
@@ -209,8 +221,36 @@ def test_zero1_matches_ddp(out, ddp):
 def test_optimizer_offload_matches_ddp(out, ddp):
     jobs = [["z3-offload", {}]]
     got = launch(out, jobs, cpu_config(out, "zero3-offload"), 29615)
-    got |= launch(out, [["z2-offload", {}]], cpu_config(out, "zero2", offload_optimizer_device="cpu"), 29616)
+    # with "restore": DeepSpeedCPUAdam's state is put back through its Python-side tensors and step count
+    jobs = [["z2-offload", {}], ["z2-offload-restore", {**VARIANTS, "optimizer_state": "restore"}]]
+    got |= launch(out, jobs, cpu_config(out, "zero2", offload_optimizer_device="cpu"), 29616)
     for job in ("z3-offload", "z2-offload"):
         for r in got[job]:
             assert not r["anchor_on_model_params"]
             assert_close(r["weights"], ddp["ddp"][0]["weights"])
+    for r in got["z2-offload-restore"]:
+        assert r["stepping"] == ["DeepSpeedCPUAdam"]
+        assert_close(r["weights"], ddp["ddp-restore"][0]["weights"])
+
+
+def test_variants_under_ddp_and_zero2(ddp, zero2):
+    """Optimizer-state restore under DDP and on ZeRO-2's masters (whose Adam state the client optimizer keeps)
+    agree; kl_budget runs under DDP with the same α on both ranks and is refused under DeepSpeed."""
+    restore, keep = ddp["ddp-restore"], ddp["ddp"]
+    for a, b in zip(restore, zero2["z2-restore"]):
+        assert b["distributed_type"] == "DistributedType.DEEPSPEED" and not b["anchor_on_model_params"]
+        assert_close(b["weights"], a["weights"])
+        assert b["drifts"] == pytest.approx(a["drifts"], rel=1e-5)
+        for key in ("active", "switched_at", "streak"):
+            assert b["switch"][key] == a["switch"][key]
+        assert b["switch"]["history"] == pytest.approx(a["switch"]["history"], rel=1e-4)
+        assert a["switch"]["active"] and a["switch"]["streak"] in (0, 1)  # warm-up: step 0 never counts
+    assert max_diff(restore[0]["weights"], keep[0]["weights"]) > 1e-3  # restore changed the slow passes
+    assert max_diff(restore[0]["weights"], restore[1]["weights"]) == 0.0
+    kl = ddp["ddp-kl"]
+    assert kl[0]["alphas"] == kl[1]["alphas"] and kl[0]["kl_fast"] == kl[1]["kl_fast"]  # one α for all ranks
+    assert len(kl[0]["kl_fast"]) == 2 and all(0 < a < ALPHA for a in kl[0]["alphas"])
+    assert kl[0]["alphas"] == pytest.approx([min(ALPHA, (1e-4 / k) ** 0.5) for k in kl[0]["kl_fast"]])
+    assert max_diff(kl[0]["weights"], kl[1]["weights"]) == 0.0
+    for r in zero2["z2-kl"]:
+        assert "sfpo_alpha_mode='kl_budget' is not supported under DeepSpeed" in r["error"]

@@ -115,6 +115,11 @@ def test_anchor_and_reposition_act_on_local_shards(tmp_path):
         assert not any(torch.equal(got["theta_tilde"][n], got["theta_k"][n]) for n in own)
     assert_close(rec["final"], ref_final)
 
+    # kl_budget's reposition between steps and the optimizer-state restore act on the shards too
+    for r in ranks:
+        assert r["deferred"]["restored_empty"]
+        assert_close(r["deferred"]["theta_tilde"], rec["steps"][0]["theta_tilde"], rtol=0, atol=0)
+
     # HSDP (a Replicate mesh dim): the drift norm counts every element once, not once per replica
     for r in ranks:
         assert r["hsdp"]["placements"] == ["(Replicate(), Shard(dim=0))"]

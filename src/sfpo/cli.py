@@ -42,7 +42,7 @@ def demo(
     steps: int = typer.Option(None, help="RL steps (generation batches) per arm [default: 30; smollm2: 12]."),
     seed: int = typer.Option(0, help="Seed for rollouts and data order (the warm start is shared)."),
     out: str = typer.Option(None, help="Demo folder (default runs/demo-<timestamp>); must be new or empty."),
-    arms: str = typer.Option("grpo,sfpo", help="Comma-separated arms: grpo, sfpo, grpo-k4 (equal-compute control)."),
+    arms: str = typer.Option("grpo,sfpo", help="Comma-separated arms: grpo, sfpo, grpo-k4 (equal-compute control), sfpo-restore, sfpo-kl, sfpo-patient (opt-in variants)."),
     policy: str = typer.Option("tiny", help="tiny (built offline) or smollm2 (needs the smollm2 extra)."),
     eval_every: int = typer.Option(None, help="Evaluate held-out accuracy every N RL steps [default: 3; smollm2: 4]."),
     learning_rate: float = typer.Option(None, help="Override the learning rate (same for every arm)."),

@@ -7,12 +7,15 @@ one RL step is K fast passes plus the slow correction over the same generation b
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
 SWITCHES = ("entropy_zscore", "step", "none")
 ANCHOR_DEVICES = ("same", "cpu")
+OPTIMIZER_STATES = ("keep", "restore")
+ALPHA_MODES = ("fixed", "kl_budget")
 
 
 def _is_int(value) -> bool:
@@ -44,6 +47,18 @@ class SFPOConfig(GRPOConfig):
         sfpo_zscore_two_sided (`bool`, defaults to `False`):
             Use the paper's |z| ≥ τ instead of the reference code's z ≥ τ.
         sfpo_stop_step (`int` or `None`): with `sfpo_switch="step"`, the first RL step run as plain GRPO.
+        sfpo_switch_warmup (`int`, defaults to `0`):
+            With the entropy switch: the z-scores of the first this-many RL steps never count.
+        sfpo_switch_patience (`int`, defaults to `1`):
+            With the entropy switch: consecutive RL steps whose z crosses τ needed to fire (1 = reference).
+        sfpo_optimizer_state (`str`, defaults to `"keep"`):
+            `"keep"` (reference): the slow pass inherits the fast trajectory's optimizer state. `"restore"`: the
+            optimizer state (moments and step counts) is put back to its value at θ0 before the slow pass, so the
+            slow pass is a plain GRPO step from θ̃; costs one extra copy of this rank's optimizer state.
+        sfpo_alpha_mode (`str`, defaults to `"fixed"`):
+            `"fixed"`: α = `sfpo_alpha`. `"kl_budget"`: each RL step uses α_t = min(sfpo_alpha, sqrt(δ / KL_K)),
+            KL_K an estimate of KL(π_θK ‖ π_θ0) from one extra forward pass over one micro-batch.
+        sfpo_kl_budget (`float` or `None`): δ > 0, required with `sfpo_alpha_mode="kl_budget"`.
         sfpo_anchor_device (`str`, defaults to `"same"`): where the θ0 copy lives, `"same"` or `"cpu"`.
         sfpo_max_rl_steps (`int` or `None`):
             Stop after this many RL steps (generation batches), whatever the switch does. `max_steps` keeps
@@ -67,6 +82,25 @@ class SFPOConfig(GRPOConfig):
     )
     sfpo_stop_step: int | None = field(
         default=None, metadata={"help": "With sfpo_switch='step': first RL step run as plain GRPO."}
+    )
+    sfpo_switch_warmup: int = field(
+        default=0, metadata={"help": "Entropy switch: RL steps whose z-score never counts (0 = reference)."}
+    )
+    sfpo_switch_patience: int = field(
+        default=1, metadata={"help": "Entropy switch: consecutive RL steps with z ≥ τ needed (1 = reference)."}
+    )
+    sfpo_optimizer_state: str = field(
+        default="keep",
+        metadata={"help": "Optimizer state for the slow pass: 'keep' (reference) or 'restore' (θ0's).",
+                  "choices": list(OPTIMIZER_STATES)},
+    )
+    sfpo_alpha_mode: str = field(
+        default="fixed",
+        metadata={"help": "'fixed' α, or 'kl_budget': α_t = min(sfpo_alpha, sqrt(δ / KL_K)).",
+                  "choices": list(ALPHA_MODES)},
+    )
+    sfpo_kl_budget: float | None = field(
+        default=None, metadata={"help": "δ > 0 for sfpo_alpha_mode='kl_budget'."}
     )
     sfpo_anchor_device: str = field(
         default="same", metadata={"help": "Where the θ0 copy lives.", "choices": list(ANCHOR_DEVICES)}
@@ -139,6 +173,28 @@ class SFPOConfig(GRPOConfig):
             raise ValueError(
                 f"sfpo_stop_step={s!r} is only used with sfpo_switch='step', but sfpo_switch={self.sfpo_switch!r}; "
                 "set sfpo_switch='step' or leave sfpo_stop_step unset"
+            )
+        for name, default, minimum in (("sfpo_switch_warmup", 0, 0), ("sfpo_switch_patience", 1, 1)):
+            v = getattr(self, name)
+            if not _is_int(v) or v < minimum:
+                raise _bad(name, v, f"an int ≥ {minimum}")
+            if v != default and self.sfpo_switch != "entropy_zscore":
+                raise ValueError(
+                    f"{name}={v!r} only applies to the entropy switch, but sfpo_switch={self.sfpo_switch!r}; "
+                    f"set sfpo_switch='entropy_zscore' or leave {name} at {default}"
+                )
+        if self.sfpo_optimizer_state not in OPTIMIZER_STATES:
+            raise _bad("sfpo_optimizer_state", self.sfpo_optimizer_state, "'keep' or 'restore'")
+        if self.sfpo_alpha_mode not in ALPHA_MODES:
+            raise _bad("sfpo_alpha_mode", self.sfpo_alpha_mode, "'fixed' or 'kl_budget'")
+        d = self.sfpo_kl_budget
+        if self.sfpo_alpha_mode == "kl_budget":
+            if not _is_number(d) or not math.isfinite(d) or not d > 0:
+                raise _bad("sfpo_kl_budget", d, "a finite float > 0 when sfpo_alpha_mode='kl_budget'")
+        elif d is not None:
+            raise ValueError(
+                f"sfpo_kl_budget={d!r} is only used with sfpo_alpha_mode='kl_budget', but sfpo_alpha_mode="
+                f"{self.sfpo_alpha_mode!r}; set sfpo_alpha_mode='kl_budget' or leave sfpo_kl_budget unset"
             )
         if self.sfpo_anchor_device not in ANCHOR_DEVICES:
             raise _bad("sfpo_anchor_device", self.sfpo_anchor_device, "'same' or 'cpu'")

@@ -23,6 +23,17 @@ ARMS = {
     "sfpo": {"sfpo_inner_steps": 3, "sfpo_alpha": 0.8},  # the paper's defaults
     "grpo-k4": {"sfpo_inner_steps": 3, "sfpo_alpha": 1.0, "sfpo_switch": "none"},  # equal compute: 4 plain passes
 }
+# The opt-in variants (benchmarks/efficiency.py --variants): the reference arm plus one change each.
+VARIANT_ARMS = {
+    "sfpo-restore": {**ARMS["sfpo"], "sfpo_optimizer_state": "restore"},
+    # δ = 5e-3 nats per token, set from the KL_K a smoke run measured at lr 1e-4 (0.023 and 0.013 in its first two
+    # RL steps, benchmarks/results/variants-smoke.md), not tuned on accuracy: there it gives α_t ≈ 0.5-0.6; at a
+    # lower rate (smaller drift) it binds less, at a higher rate more.
+    "sfpo-kl": {**ARMS["sfpo"], "sfpo_alpha_mode": "kl_budget", "sfpo_kl_budget": 5e-3},
+    # GXPO's guards scaled to the 30-step benchmark (window 10): no switch before RL step 15, 3 crossings in a row
+    "sfpo-patient": {**ARMS["sfpo"], "sfpo_switch_warmup": 15, "sfpo_switch_patience": 3},
+}
+ARMS.update(VARIANT_ARMS)
 POLICIES = ("tiny", "smollm2")
 TINY_TASKS = ("arithmetic", "countdown", "pyfunc")
 # A 135M model on 2 cores: a few prompts per step, rollouts and evaluation at temperature 0.7 (at 1.0 it is

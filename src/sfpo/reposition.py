@@ -16,10 +16,14 @@ the client optimizer's `param_groups` are empty between steps, which is why noth
 moves them in place with `θ.lerp_(θ0, 1 − α)`, which equals θ0 + α(θ − θ0). Copies are matched to tensors by
 *slot*: the order in which the optimizer presents them within one step (ZeRO-1/2 call `step()` once per param
 group, ZeRO-3 once per sub-group; the order is the same every step). Optimizer state, scheduler, old log-probs
-and advantages are untouched (spec §3).
+and advantages are untouched (spec §3), unless `sfpo_optimizer_state="restore"`: then `OptimizerStateCopy`
+takes the optimizer state of each stepped tensor in the same pre-hook as θ0 and puts it back, in place, in
+the post-hook of pass K's last step.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.distributed as dist
@@ -138,17 +142,80 @@ class Anchor:
         self.tensors = []
 
 
+class OptimizerStateCopy:
+    """The optimizer's per-tensor state at θ0 (moments and step counts), one copy per slot, restored in place.
+
+    Restoring copies values into the optimizer's own state tensors rather than replacing them: DeepSpeed and
+    fused kernels may hold on to those tensors. A tensor with no state at θ0 (before its first update) gets its
+    state dropped, so the optimizer initialises it afresh, exactly as at θ0. DeepSpeedCPUAdam keeps β^t in C++
+    too, but recomputes it whenever the step count it is handed is not its own plus one, so the restored
+    Python-side `step` is what counts.
+    """
+
+    def __init__(self):
+        self.copies: list[dict] = []
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.numel() * v.element_size() for c in self.copies for v in c.values() if torch.is_tensor(v))
+
+    @torch.no_grad()
+    def snapshot(self, slot: int, opt: torch.optim.Optimizer, p: torch.Tensor) -> None:
+        state = opt.state.get(p, {})
+        if slot == len(self.copies):
+            self.copies.append({})
+        old, new = self.copies[slot], {}
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                buf = old.get(key)
+                if not (torch.is_tensor(buf) and buf.shape == value.shape and buf.dtype == value.dtype
+                        and buf.device == value.device):
+                    buf = torch.empty_like(value)  # allocated once, reused every RL step
+                new[key] = buf.copy_(value)
+            else:
+                new[key] = copy.deepcopy(value)  # e.g. DeepSpeedCPUAdam's int step
+        self.copies[slot] = new
+
+    @torch.no_grad()
+    def restore(self, slot: int, opt: torch.optim.Optimizer, p: torch.Tensor) -> None:
+        if slot >= len(self.copies):
+            raise RuntimeError(f"SFPO optimizer-state copy has no slot {slot}: the restore came before any snapshot")
+        saved = self.copies[slot]
+        if not saved:
+            opt.state.pop(p, None)
+            return
+        state = opt.state[p]
+        for key in [k for k in state if k not in saved]:
+            del state[key]
+        for key, value in saved.items():
+            current = state.get(key)
+            if torch.is_tensor(value) and torch.is_tensor(current) and current.shape == value.shape:
+                current.copy_(value)
+            else:
+                state[key] = value.clone() if torch.is_tensor(value) else value
+
+    def state_dict(self) -> list[dict]:
+        return [{k: v.detach().cpu().clone() if torch.is_tensor(v) else v for k, v in c.items()} for c in self.copies]
+
+    def load_state_dict(self, copies: list[dict]) -> None:
+        """Copies saved by `state_dict`; values are copied into the optimizer's own tensors when restored."""
+        self.copies = [dict(c) for c in copies]
+
+
 class InStepReposition:
     """Runs the anchor's two stages, and the non-finite guard (`sfpo.nonfinite`), inside `optimizer.step()`.
 
     The trainer calls `expect_step(...)` before every micro-step, saying whether an optimizer step follows it and
-    which stages are due in that step, and `settle()` at the next micro-step. A step the optimizer skipped by itself (DeepSpeed's overflow check) fails the RL
-    step under the guard; without the guard, a stage that did not run is an error, never a silent wrong update.
+    which stages are due in that step, and `settle()` at the next micro-step. A step the optimizer skipped by
+    itself (DeepSpeed's overflow check) fails the RL step under the guard; without the guard, a stage that did
+    not run is an error, never a silent wrong update.
     """
 
-    def __init__(self, optimizer, model_params, anchor: Anchor, guard: bool = True):
+    def __init__(self, optimizer, model_params, anchor: Anchor, state_copy: OptimizerStateCopy | None = None,
+                 guard: bool = True):
         self.optimizer = optimizer
         self.anchor = anchor
+        self.state_copy = state_copy  # set: the optimizer state is snapshotted with θ0 and can be restored
         self.optimizers, self.dp_group, engine = stepping_optimizers(optimizer)
         self._model_ids = {id(p) for p in model_params}
         first = stepped_tensors(self.optimizers[0])  # empty under ZeRO-3 outside step(): then masters, so sharded
@@ -157,10 +224,9 @@ class InStepReposition:
         self.guard = StepGuard(sharded, engine) if guard else None
         self.theta0_live = False  # the anchor holds this RL step's θ0
         self._expecting = self._ran = self._skip = False
-        self._snapshot = False
+        self._snapshot = self._restore = False
         self._alpha: float | None = None
         self._slot = 0
-        self._fired = {"snapshot": False, "reposition": False}
         self._sq_drift: dict[tuple, torch.Tensor] = {}
         self._meshes: dict[int, object] = {}
         self._handles = []
@@ -173,12 +239,14 @@ class InStepReposition:
             h.remove()
         self._handles = []
 
-    def expect_step(self, step_follows: bool, snapshot: bool = False, alpha: float | None = None) -> None:
+    def expect_step(self, step_follows: bool, snapshot: bool = False, alpha: float | None = None,
+                    restore: bool = False) -> None:
         """Before a micro-step: snapshot θ0 before the optimizer step that follows it and/or reposition with
-        `alpha` right after it."""
+        `alpha` right after it; with `restore`, put the optimizer state back to θ0's right after it."""
+        if restore and self.state_copy is None:
+            raise RuntimeError("SFPO was asked to restore the optimizer state without keeping a copy of it")
         self._expecting, self._ran, self._skip = step_follows, False, False
-        self._snapshot, self._alpha, self._slot = snapshot, alpha, 0
-        self._fired = {"snapshot": False, "reposition": False}
+        self._snapshot, self._alpha, self._restore, self._slot = snapshot, alpha, restore, 0
         if snapshot:
             self._sq_drift = {}
 
@@ -192,7 +260,7 @@ class InStepReposition:
         if self.guard is not None:  # DeepSpeed skips a step whose gradient norm is invalid
             self.guard.skipped_optimizer_steps += 1
             self.guard.fail("the optimizer skipped a step (non-finite gradients)", rollback=self.theta0_live)
-        elif self._snapshot or self._alpha is not None:
+        elif self._snapshot or self._alpha is not None or self._restore:
             raise RuntimeError(
                 "an SFPO stage was due in an optimizer step that never ran (the step was skipped, e.g. by loss "
                 "scaling on an overflow); the RL step cannot be completed correctly"
@@ -209,7 +277,9 @@ class InStepReposition:
         if self._snapshot:
             for i, p in enumerate(tensors):
                 self.anchor.snapshot(self._slot + i, p)
-            self._fired["snapshot"] = self.theta0_live = True
+                if self.state_copy is not None:
+                    self.state_copy.snapshot(self._slot + i, opt, p)
+            self.theta0_live = True
         g = self.guard
         if g is None:
             return
@@ -226,11 +296,10 @@ class InStepReposition:
         tensors = stepped_tensors(opt)
         g = self.guard
         if self._alpha is not None and not self._skip:
+            self._reposition(tensors, self._slot, self._alpha)
+        if self._restore and not self._skip:
             for i, p in enumerate(tensors):
-                sq = self.anchor.reposition(self._slot + i, p, self._alpha)
-                key = self._drift_key(p)
-                self._sq_drift[key] = sq if key not in self._sq_drift else self._sq_drift[key] + sq
-            self._fired["reposition"] = True
+                self.state_copy.restore(self._slot + i, opt, p)
         self._slot += len(tensors)
         if g is not None and not self._skip and not g.weights_finite(tensors):
             if not self.theta0_live:
@@ -254,16 +323,40 @@ class InStepReposition:
 
     @torch.no_grad()
     def _rollback(self) -> None:
-        """θ ← θ0 on every anchored tensor (the RL step's updates are void); non-finite optimizer state reset."""
+        """θ ← θ0 on every anchored tensor (the RL step's updates are void). With a copy of θ0's optimizer
+        state ("restore") that state comes back too; otherwise non-finite optimizer state is reset."""
         if self.guard is not None:
             self.guard.rollback_pending = False
         if not self.theta0_live:
             return
         for slot, p in enumerate(self.anchor.tensors):
             self.anchor.restore(slot, p)
+            if self.state_copy is not None:
+                self.state_copy.restore(slot, self.optimizers[0], p)
         for o in self.optimizers:
             StepGuard.reset_nonfinite_state(o, self.anchor.tensors)
         self._sq_drift = {}
+
+    def _reposition(self, tensors: list[torch.Tensor], first_slot: int, alpha: float) -> None:
+        for i, p in enumerate(tensors):
+            sq = self.anchor.reposition(first_slot + i, p, alpha)
+            key = self._drift_key(p)
+            self._sq_drift[key] = sq if key not in self._sq_drift else self._sq_drift[key] + sq
+
+    def reposition_now(self, alpha: float) -> None:
+        """The reposition outside `optimizer.step()`, between micro-steps (for an α chosen from the weights θK).
+
+        Only where the optimizer steps the model's own parameters (one process, DDP, FSDP2 shards): there they
+        are reachable between steps and what the next forward uses. Under DeepSpeed the masters exist only
+        inside `step()` and a change of the model's weights would be overwritten, so this refuses."""
+        if len(self.optimizers) != 1 or self.dp_group is not None:
+            raise RuntimeError("the SFPO reposition can only run between optimizer steps when the optimizer steps "
+                               "the model's own parameters (not under DeepSpeed ZeRO)")
+        tensors = stepped_tensors(self.optimizers[0])
+        if any(id(p) not in self._model_ids for p in tensors):
+            raise RuntimeError("the SFPO reposition can only run between optimizer steps when the optimizer steps "
+                               "the model's own parameters; this optimizer steps other tensors (master copies)")
+        self._reposition(tensors, 0, alpha)
 
     def _drift_key(self, p: torch.Tensor) -> tuple:
         """How this tensor's squared drift is summed over ranks: a DTensor over its Shard mesh dims (over a

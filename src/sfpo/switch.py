@@ -7,6 +7,10 @@ The entropy switch keeps the per-RL-step training entropy H_s and, once W values
 with the population std. The reference code switches off when z >= tau (an upward spike); the paper's
 Algorithm 1 when |z| >= tau. The decision taken after step s applies from step s+1 on and is sticky.
 
+Two opt-in guards beyond the reference (both off by default, which is the reference rule):
+- warm-up W0: the z-scores of RL steps 0 … W0-1 never count (their entropies still fill the window);
+- patience P: the switch fires only after P consecutive counted RL steps whose z crosses tau.
+
 Pure Python on purpose: the same decision must come out on every rank, and it is checked by eye against
 the paper.
 """
@@ -42,10 +46,13 @@ class SFPOSwitch:
     threshold: float = 1.0
     two_sided: bool = False
     stop_step: int | None = None
+    warmup: int = 0  # W0: RL steps whose z-score never counts
+    patience: int = 1  # P: consecutive crossings needed
     active: bool = True
     switched_at: int | None = None  # first RL step that ran as plain GRPO
     history: list[float] = field(default_factory=list)
     last_z: float | None = None
+    streak: int = 0  # consecutive counted RL steps whose z crossed tau, up to the newest
 
     def starts_active(self) -> None:
         """Apply a fixed stop step of 0 before the first RL step."""
@@ -60,8 +67,12 @@ class SFPOSwitch:
         if not self.active:
             return False
         fire = False
-        if self.mode == "entropy_zscore" and self.last_z is not None:
-            fire = abs(self.last_z) >= self.threshold if self.two_sided else self.last_z >= self.threshold
+        if self.mode == "entropy_zscore":
+            crossed = self.last_z is not None and rl_step >= self.warmup and (
+                abs(self.last_z) >= self.threshold if self.two_sided else self.last_z >= self.threshold
+            )
+            self.streak = self.streak + 1 if crossed else 0
+            fire = self.streak >= self.patience
         elif self.mode == "step" and self.stop_step is not None:
             fire = rl_step + 1 >= self.stop_step
         if fire:
@@ -74,6 +85,7 @@ class SFPOSwitch:
             "switched_at": self.switched_at,
             "history": list(self.history),
             "last_z": self.last_z,
+            "streak": self.streak,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -81,3 +93,4 @@ class SFPOSwitch:
         self.switched_at = state["switched_at"]
         self.history = [float(h) for h in state["history"]]
         self.last_z = state.get("last_z")
+        self.streak = int(state.get("streak", 0))  # checkpoints from before the patience option have none

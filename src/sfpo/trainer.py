@@ -14,7 +14,14 @@ hooks, on the tensors it really steps (parameters, FSDP2 shards or DeepSpeed's f
 also measures the last pass's entropy for the switch, turns SFPO off for good when the switch fires (from
 then on one pass per generation batch, and the sampler's repeats of a batch are skipped unread), adds the
 `sfpo/*` metrics to the log entries TRL writes (`logging_steps` still decides when), hands callbacks one record
-per RL step (`on_rl_step_end`), and saves what a resume needs inside each checkpoint.
+per RL step (`on_rl_step_end`), and saves what a resume needs inside each checkpoint. The same step hooks keep
+non-finite values out of the weights (`sfpo.nonfinite`).
+
+Opt-in variants (defaults are the reference): `sfpo_optimizer_state="restore"` snapshots the optimizer state with
+θ0 and restores it right after the reposition (both in the same hooks); `sfpo_alpha_mode="kl_budget"` defers the
+reposition from pass K's last optimizer step to the start of the slow pass, where the weights are θK on the back
+ends that step the model's own parameters: one no-grad forward there gives KL_K and α_t (`sfpo.kl_budget`), then
+the reposition runs, before the slow pass's first forward.
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ from trl import GRPOTrainer
 
 from sfpo.config import SFPOConfig
 from sfpo.guards import check_train_dataset, guard_reward_funcs
+from sfpo.kl_budget import kl_budget_alpha, kl_sums
 from sfpo.nonfinite import agree
-from sfpo.reposition import Anchor, InStepReposition
+from sfpo.reposition import Anchor, InStepReposition, OptimizerStateCopy
 from sfpo.steplog import RLStepWindow
 from sfpo.switch import SFPOSwitch
 
@@ -91,6 +99,10 @@ class SFPOTrainer(GRPOTrainer):
             environment_factory=environment_factory,
         )
         self._check_loss_scaling()
+        self._check_kl_budget_backend()
+        variants = {k: getattr(self.args, k) for k, ref in _REFERENCE.items() if getattr(self.args, k) != ref}
+        if variants and self.sfpo_k > 0:
+            logger.info("SFPO variants beyond the reference code: %s", variants)
         self._in_step: InStepReposition | None = None
         # A reward that raises or returns NaN stops the run naming the function, before any update.
         self.reward_funcs = guard_reward_funcs(self.reward_funcs, self.reward_func_names)
@@ -112,6 +124,8 @@ class SFPOTrainer(GRPOTrainer):
             threshold=args.sfpo_zscore_threshold,
             two_sided=args.sfpo_zscore_two_sided,
             stop_step=args.sfpo_stop_step,
+            warmup=args.sfpo_switch_warmup,
+            patience=args.sfpo_switch_patience,
         )
         self.sfpo_switch.starts_active()
         if not self.sfpo_switch.active:
@@ -123,6 +137,9 @@ class SFPOTrainer(GRPOTrainer):
         self.sfpo_rollouts = 0  # completions generated so far
         self._anchor = Anchor(device=args.sfpo_anchor_device)
         self._anchor_live = False  # the anchor holds this RL step's θ0
+        self._state_copy = OptimizerStateCopy() if args.sfpo_optimizer_state == "restore" else None
+        self._alpha_t: float | None = None  # the α this RL step repositioned with
+        self._kl_fast: float | None = None  # KL_K (kl_budget only)
         self._pass_entropies: list[float] = []
         self._drift_norm: float | None = None
         self._sfpo_logs: dict[str, float] = {}  # the newest RL step's sfpo/*, until a log entry takes them
@@ -157,6 +174,7 @@ class SFPOTrainer(GRPOTrainer):
                 return None
             self._in_step.theta0_live = self._anchor_live
         self._in_step.anchor = self._anchor  # a resume rebuilds the anchor
+        self._in_step.state_copy = self._state_copy
         return self._in_step
 
     def _check_loss_scaling(self) -> None:
@@ -172,6 +190,18 @@ class SFPOTrainer(GRPOTrainer):
                 "the RL step half done. Use bf16 (bf16=True, or bf16.enabled in the DeepSpeed config) or fp32"
             )
 
+    def _check_kl_budget_backend(self) -> None:
+        """kl_budget repositions between micro-steps (after a forward at θK): impossible where the weights the
+        optimizer steps are DeepSpeed's masters, reachable only inside its step()."""
+        if self.sfpo_k == 0 or self.args.sfpo_alpha_mode != "kl_budget":
+            return
+        if getattr(self.accelerator.state, "deepspeed_plugin", None) is not None:
+            raise ValueError(
+                "sfpo_alpha_mode='kl_budget' is not supported under DeepSpeed: α_t needs a forward pass at θK before "
+                "the reposition, and under ZeRO the reposition must run inside the optimizer step on the fp32 master "
+                "partitions, before the model holds θK. Use sfpo_alpha_mode='fixed' with DeepSpeed, or DDP/FSDP2"
+            )
+
     # ------------------------------------------------------------------ the RL step
 
     def training_step(self, model, inputs, num_items_in_batch):
@@ -184,14 +214,22 @@ class SFPOTrainer(GRPOTrainer):
         if phase == 0:
             self._pass_entropies = []
             self._drift_norm = None
+            self._alpha_t = self._kl_fast = None
+        kl_budget = self.args.sfpo_alpha_mode == "kl_budget"
         if hooks is not None:
             # Due in the optimizer step that follows this micro-step: the first one of the RL step snapshots θ0
             # (the weights this generation batch was sampled from) before it updates; the last one of pass K
-            # repositions right after it (a pass ends on an optimizer step: spg is a multiple of ga).
+            # repositions right after it (a pass ends on an optimizer step: spg is a multiple of ga), and with
+            # "restore" puts the optimizer state back to θ0's.
             first = self.sfpo_active and phase == ga - 1
             end_of_pass_k = self.sfpo_active and phase == self.sfpo_k * spg - 1
-            hooks.expect_step((self._step + 1) % ga == 0, snapshot=first,
-                              alpha=self.args.sfpo_alpha if end_of_pass_k else None)
+            alpha = self.args.sfpo_alpha if end_of_pass_k and not kl_budget else None
+            hooks.expect_step((self._step + 1) % ga == 0, snapshot=first, alpha=alpha,
+                              restore=end_of_pass_k and self._state_copy is not None)
+            if alpha is not None:
+                self._alpha_t = alpha
+        if self.sfpo_active and kl_budget and phase == self.sfpo_k * spg:  # the slow pass starts: weights are θK
+            self._kl_budget_reposition(model)
 
         loss = super().training_step(model, inputs, num_items_in_batch)
         if hooks is not None and hooks.guard is not None:
@@ -211,6 +249,33 @@ class SFPOTrainer(GRPOTrainer):
             self._end_rl_step()
         return loss
 
+    def _kl_budget_reposition(self, model) -> None:
+        """KL_K from one no-grad forward over this micro-batch at θK against its log-probs at θ0 (summed over
+        ranks, so every rank picks the same α_t), then θ ← θ0 + α_t(θK − θ0), before this micro-step's forward."""
+        inputs = self._buffered_inputs[self._step % self.args.steps_per_generation]
+        old = inputs.get("old_per_token_logps")
+        if old is None:  # TRL takes them whenever num_iterations > 1, which K > 0 implies
+            raise RuntimeError("sfpo_alpha_mode='kl_budget' needs the log-probs at θ0 (old_per_token_logps), "
+                               "but the buffered batch has none")
+        completion_ids = inputs["completion_ids"]
+        extra = {k: inputs[k] for k in _FORWARD_KEYS if inputs.get(k) is not None}
+        with torch.no_grad():
+            logps, _, _ = self._get_per_token_logps_and_entropies(
+                model,
+                torch.cat([inputs["prompt_ids"], completion_ids], dim=1),
+                torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1),
+                completion_ids.size(1),
+                **extra,
+            )
+        mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+        sums = self.accelerator.reduce(kl_sums(old, logps, mask), reduction="sum")
+        kl = float(sums[0] / sums[1].clamp(min=1.0))
+        alpha = kl_budget_alpha(self.args.sfpo_alpha, self.args.sfpo_kl_budget, kl)
+        if not math.isfinite(kl):
+            logger.warning("KL_K is not finite (%s): repositioning to θ0 (α_t = 0) for this RL step", kl)
+        self._hooks().reposition_now(alpha)
+        self._alpha_t, self._kl_fast = alpha, kl
+
     def _end_rl_step(self) -> None:
         ran_sfpo = self.sfpo_active
         if ran_sfpo:
@@ -227,14 +292,18 @@ class SFPOTrainer(GRPOTrainer):
             "sfpo/rl_step": self.sfpo_rl_step,
             "sfpo/rollouts": self.sfpo_rollouts,
             "sfpo/active": int(ran_sfpo),
-            "sfpo/alpha": self.args.sfpo_alpha if ran_sfpo else 0.0,
+            "sfpo/alpha": (self._alpha_t if self._alpha_t is not None else self.args.sfpo_alpha) if ran_sfpo else 0.0,
         }
+        if self._kl_fast is not None:
+            logs["sfpo/kl_fast"] = self._kl_fast
         if entropy is not None:
             logs["sfpo/entropy"] = entropy
         if self._drift_norm is not None:
             logs["sfpo/drift_norm"] = self._drift_norm
         if self.sfpo_switch.last_z is not None:
             logs["sfpo/entropy_z"] = self.sfpo_switch.last_z
+        if self.args.sfpo_switch_patience > 1:
+            logs["sfpo/switch_streak"] = self.sfpo_switch.streak
         # `logging_steps` keeps deciding when TRL writes a log entry: sfpo/* ride along in the next one. The
         # RL step's own record goes to callbacks (`on_rl_step_end`) once its last optimizer step has been taken
         # (and `_close_rl_step` has added the guard's counts).
@@ -390,6 +459,7 @@ class SFPOTrainer(GRPOTrainer):
 
     def _save_sfpo_state(self, folder: str) -> None:
         mid_step = self._step % (self.args.steps_per_generation * self.num_iterations) != 0
+        theta0_live = mid_step and self._in_step is not None and self._in_step.theta0_live
         summary = {
             "rl_step": self.sfpo_rl_step,
             "rollouts": self.sfpo_rollouts,
@@ -403,7 +473,8 @@ class SFPOTrainer(GRPOTrainer):
             "switch": self.sfpo_switch.state_dict(),
         }
         tensors = {
-            "anchor": self._anchor.state_dict() if (mid_step and self._in_step and self._in_step.theta0_live) else None,
+            "anchor": self._anchor.state_dict() if theta0_live else None,
+            "optimizer_state": self._state_copy.state_dict() if theta0_live and self._state_copy is not None else None,
             "buffered_inputs": self._buffered_inputs if mid_step else None,
         }
         os.makedirs(folder, exist_ok=True)
@@ -436,6 +507,16 @@ class SFPOTrainer(GRPOTrainer):
         if saved["anchor"] is not None:
             self._anchor.load_state_dict(saved["anchor"])
             self._anchor_live = True
+            if self._state_copy is not None:
+                if saved.get("optimizer_state") is None:
+                    raise ValueError(
+                        f"{resume_from_checkpoint} was saved inside an RL step without a copy of θ0's optimizer state "
+                        "(sfpo_optimizer_state='keep'), so sfpo_optimizer_state='restore' cannot finish that RL step; "
+                        "resume with sfpo_optimizer_state='keep' or from a checkpoint at an RL-step boundary"
+                    )
+                self._state_copy.load_state_dict(saved["optimizer_state"])
+        if self._in_step is not None:  # hooks from an earlier train() call on this trainer
+            self._in_step.theta0_live = self._anchor_live
         if self.args.ignore_data_skip:
             return epochs_trained, batches_trained
         # The trainer counts loader batches as optimizer steps × accumulation; after the switch we drew more.
@@ -445,6 +526,15 @@ class SFPOTrainer(GRPOTrainer):
 
 class NonFiniteTrainingError(RuntimeError):
     """Training stopped because of non-finite values (see docs/failure-modes.md)."""
+
+
+# The opt-in variants and their reference values (logged when a run departs from them).
+_REFERENCE = {"sfpo_switch_warmup": 0, "sfpo_switch_patience": 1, "sfpo_optimizer_state": "keep",
+              "sfpo_alpha_mode": "fixed", "sfpo_kl_budget": None}
+
+# The multimodal inputs TRL's own loss forwards pass on, if the batch has them.
+_FORWARD_KEYS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
+                 "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
 
 
 def _atomic_torch_save(obj, path: str) -> None:
