@@ -3,7 +3,7 @@
 Each line holds `rl_step`, `rollouts` (completions generated so far), `wall_s` (training wall-clock so far,
 evaluation time excluded so both arms of a comparison pay only for training), `optimizer_step`, the
 trainer's metrics averaged over the RL step (with the short aliases `reward`, `entropy`,
-`completion_length`), the `sfpo/*` metrics, and `eval/*` on the steps where evaluation ran. A line
+`completion_length`), the `sfpo/*` and `timing/*` metrics, and `eval/*` on the steps where evaluation ran. A line
 `rl_step: 0` holds the evaluation before training, when there is one.
 
 Every line is written with one `write` and flushed, so an interrupted run leaves at most one partial
@@ -25,6 +25,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 METRICS_FILE = "metrics.jsonl"
+PER_STEP = ("sfpo/", "timing/")  # logged once per RL step by SFPOTrainer: copied as they are, not averaged
 ALIASES = {"reward": "reward", "entropy": "entropy", "completions/mean_length": "completion_length"}
 
 
@@ -98,7 +99,7 @@ class RunRecorder(TrainerCallback):
     def on_log(self, args, state, control, logs=None, model=None, **kwargs):
         logs = logs or {}
         for key, value in logs.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith("sfpo/"):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith(PER_STEP):
                 self._window[key].append(float(value))
         if "sfpo/rl_step" not in logs:
             return
@@ -116,7 +117,7 @@ class RunRecorder(TrainerCallback):
         for source, alias in ALIASES.items():
             if source in record:
                 record[alias] = record[source]
-        record.update({k: v for k, v in logs.items() if k.startswith("sfpo/")})
+        record.update({k: v for k, v in logs.items() if k.startswith(PER_STEP)})
         self._window.clear()
         if self.evaluator is not None and rl_step % self.eval_every == 0:
             record.update(self._evaluate(model))

@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 
 import torch
 from accelerate.utils import DistributedType
@@ -85,6 +86,7 @@ class SFPOTrainer(GRPOTrainer):
         self._pass_entropies: list[float] = []
         self._drift_norm: float | None = None
         self._sfpo_logs: dict[str, float] = {}
+        self._rl_step_t0, self._generation_s = None, 0.0  # wall-clock split of the current RL step
         self._warned_no_entropy = False
         self._epoch_iter = None
         self._epoch = -1
@@ -111,6 +113,7 @@ class SFPOTrainer(GRPOTrainer):
         cycle = spg * self.num_iterations
         phase = self._step % cycle  # TRL's micro-step counter, before this micro-step
         if phase == 0:
+            self._rl_step_t0, self._generation_s = time.perf_counter(), 0.0  # timing/* of this RL step
             self._pass_entropies = []
             self._drift_norm = None
             if self.sfpo_active:  # θ0: the weights this generation batch is sampled from
@@ -157,11 +160,23 @@ class SFPOTrainer(GRPOTrainer):
             logs["sfpo/drift_norm"] = self._drift_norm
         if self.sfpo_switch.last_z is not None:
             logs["sfpo/entropy_z"] = self.sfpo_switch.last_z
+        if self._rl_step_t0 is not None:  # unknown for an RL step resumed mid-way
+            logs["timing/generation_s"] = self._generation_s
+            logs["timing/training_s"] = max(time.perf_counter() - self._rl_step_t0 - self._generation_s, 0.0)
+            self._rl_step_t0 = None
         self._sfpo_logs = logs
         self.control.should_log = True  # one log line per RL step, whatever logging_steps says
         max_rl = self.args.sfpo_max_rl_steps
         if max_rl is not None and self.sfpo_rl_step >= max_rl:
             self.control.should_training_stop = True
+
+    def _generate_and_score_completions(self, inputs):
+        # Rollouts: generation, rewards, advantages and the old log-probs, once per RL step.
+        start = time.perf_counter()
+        out = super()._generate_and_score_completions(inputs)
+        if self.model.training:
+            self._generation_s += time.perf_counter() - start
+        return out
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.model.training and self._sfpo_logs:
