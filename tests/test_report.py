@@ -18,6 +18,7 @@ from sfpo.report import (
     load_run,
     plot_metric_vs_step,
     stability,
+    step_band,
     step_median,
     timing,
     write_report,
@@ -325,6 +326,7 @@ def test_step_median():
     b = [(5, 2.0), (15, 4.0), (30, 6.0)]
     # common range [5, 20]; each curve holds its last value until its next point
     assert step_median([a, b]) == [(5, 1.5), (10, 2.5), (15, 3.5), (20, 4.5)]
+    assert step_band([a, b]) == [(5, 1.0, 2.0), (10, 2.0, 3.0), (15, 3.0, 4.0), (20, 4.0, 5.0)]
 
 
 def test_write_report_and_plots(tmp_path):

@@ -884,21 +884,27 @@ def _report_markdown(
     return "\n\n".join(parts) + "\n"
 
 
-def step_median(curves: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[float, float]]:
-    """Median across curves on the union of their x values, each curve held constant until its next point.
+def _step_values(curves: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[float, list[float]]]:
+    """(x, every curve's value at x) on the union of their x values, each curve held until its next point.
 
-    Only the x range every curve covers is used, so the median never mixes in extrapolated values.
+    Only the x range every curve covers is used, so no extrapolated value is mixed in.
     """
     curves = [sorted(c) for c in curves if c]
     if not curves:
         return []
     lo, hi = max(c[0][0] for c in curves), min(c[-1][0] for c in curves)
     grid = sorted({x for c in curves for x, _ in c if lo <= x <= hi})
-    out = []
-    for x in grid:
-        values = [next(v for px, v in reversed(c) if px <= x) for c in curves]
-        out.append((x, statistics.median(values)))
-    return out
+    return [(x, [next(v for px, v in reversed(c) if px <= x) for c in curves]) for x in grid]
+
+
+def step_median(curves: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """Median across curves on the union of their x values (see :func:`_step_values`)."""
+    return [(x, statistics.median(values)) for x, values in _step_values(curves)]
+
+
+def step_band(curves: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[float, float, float]]:
+    """(x, min, max) across curves on the union of their x values: the seeds' band."""
+    return [(x, min(values), max(values)) for x, values in _step_values(curves)]
 
 
 _X_LABELS = {"rollouts": "rollouts (completions generated)", "wall_s": "wall-clock (s)", "rl_step": "RL step"}
@@ -912,7 +918,7 @@ def plot_runs(
     hline: float | None = None,
     hline_label: str = "baseline best",
 ) -> Path:
-    """One figure of ``metric`` vs ``x`` for all arms: seeds thin, their step-wise median bold.
+    """One figure of ``metric`` vs ``x`` for all arms: seeds thin over their min-max band, the median bold.
 
     Runs lacking the metric or ``x`` are left out; it is an error if no run has them.
     """
@@ -929,6 +935,10 @@ def plot_runs(
         if len(curves) > 1:
             for c in curves:
                 ax.plot(*zip(*c), color=color, lw=0.8, alpha=0.35, drawstyle="steps-post")
+            band = step_band(curves)
+            if band:
+                xs, lows, highs = zip(*band)
+                ax.fill_between(xs, lows, highs, step="post", color=color, alpha=0.15, lw=0)
             median = step_median(curves)
             if median:
                 ax.plot(*zip(*median), color=color, lw=2.5, drawstyle="steps-post", label=f"{label}, median")
