@@ -11,7 +11,7 @@ accuracy well above temperature-1 accuracy), like a pretrained model whose pass@
 that gap is what RL closes within minutes. Without it the warm start is sharp: its errors are wrong
 arithmetic facts, which RL barely moves in the demo's budget (measured: flat reward over 150 GRPO steps).
 With it, 60 GRPO steps of 8 prompts x 8 completions at learning rate 1e-4 took seed 0 from 32% to 43%
-(temperature 1.0, 256 held-out problems); 3e-4 and above degrade this policy.
+(temperature 1.0, 256 held-out problems; a version-1 build); 3e-4 and above degrade this policy.
 
 Builds are deterministic for a seed, and the same on every x86-64 CPU: the build runs in a child process
 with one thread, deterministic kernels and the CPU-independent code paths of PyTorch, MKL and oneDNN
@@ -94,7 +94,8 @@ class TinySettings:
     intermediate_size: int = 384
     max_positions: int = 128
     # Warm start, short on purpose (see the module docstring). Tuned once, for all seeds, on the default
-    # task: seeds 0-4 land at 24-32% held-out accuracy at temperature 1.0 and 55-76% greedy.
+    # task: seeds 0-4 landed at 24-32% held-out accuracy at temperature 1.0 and 55-76% greedy (version-1
+    # builds; version 2, the portable build, lands seed 0 at 29% / 66%).
     sft_steps: int = 600
     batch_size: int = 48  # every example is a fresh problem: sft_steps * batch_size of them
     lr: float = 3e-3
