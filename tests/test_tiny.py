@@ -142,10 +142,9 @@ def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_default_build_lands_in_the_warm_start_band(tmp_path):
-    """The default recipe: a minute or so, held-out accuracy at temperature 1.0 well above 0, far from 1."""
+    """The default recipe: held-out accuracy at temperature 1.0 well above 0, far from 1."""
     folder = tiny.build_tiny_policy("arithmetic", seed=0, cache_dir=tmp_path)
     info = tiny.load_tiny_info(folder)
     accuracy = info["heldout_accuracy"]
     assert 0.1 <= accuracy["temperature_1"] <= 0.6
     assert accuracy["greedy"] >= accuracy["temperature_1"] - 0.05
-    assert info["build_seconds"] < 120

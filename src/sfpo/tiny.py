@@ -254,7 +254,9 @@ def build_tiny_policy(
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
     try:
         started = time.perf_counter()
-        logger.info("building tiny policy %s (about a minute on 2 cores)", key)
+        logger.info(
+            "building tiny policy %s (a few minutes on 2 cores: portable, single-threaded kernels)", key
+        )
         accuracy = _build_portable(resolved_task, seed, settings, tmp)
         info = {
             "key": key,
