@@ -206,3 +206,32 @@ def test_spread_multi_values():
         "-c", "c", "-c", "d", "-c", "e", "--metric", "m",
     ]  # fmt: skip
     assert _spread_multi_values(["--baseline", "--json"]) == ["--baseline", "--json"]
+
+
+def test_json_has_stability_per_arm(tmp_path):
+    base = write_run(tmp_path / "b", BASE)
+    lines = [
+        json.dumps(
+            {
+                "rl_step": i,
+                "rollouts": r,
+                "wall_s": w,
+                "eval/accuracy": v,
+                "entropy": e,
+                "sfpo/active": int(i < 3),
+            }
+        )
+        for i, ((r, w, v), e) in enumerate(zip(CAND, (1.0, 0.6, 0.9)), start=1)
+    ]
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    result = invoke(base, tmp_path / "c", "--json")
+    assert result.exit_code == 0, result.output
+    stability = json.loads(result.stdout)["stability"]
+    assert set(stability) == {"baseline", "candidate"}
+    assert (
+        stability["baseline"]["reward_mean_abs_change"] == 0.0
+        and stability["baseline"]["entropy_mean_abs_change"] is None
+    )
+    assert stability["candidate"]["entropy_mean_abs_change"] == pytest.approx(0.35)  # (0.4 + 0.3) / 2
+    assert stability["candidate"]["switch_rl_step"] == 3

@@ -32,9 +32,14 @@ def test_demo_writes_a_complete_run_folder(demo_folder):
                 assert key in r, (arm, key)
         assert lines[2]["wall_s"] >= lines[1]["wall_s"] > 0
         assert all(r["sfpo/active"] == (arm == "sfpo") for r in lines[1:])
+        for r in lines[1:]:  # the wall-clock split of every RL step
+            assert r["timing/generation_s"] > 0 and r["timing/training_s"] > 0, (arm, r)
+            step_wall = r["wall_s"] - lines[r["rl_step"] - 1]["wall_s"]  # wall_s is rounded to 1 ms
+            assert r["timing/generation_s"] + r["timing/training_s"] <= step_wall + 0.002
     report = (demo_folder / "report.md").read_text()
     assert "grpo" in report and "sfpo" in report
-    for png in ("eval_accuracy_vs_rollouts.png", "entropy_vs_rl_step.png", "completion_length_vs_rl_step.png"):
+    assert "entropy mean abs change" in report and "generation share" in report
+    for png in ("eval_accuracy_vs_rollouts.png", "entropy_vs_rollouts.png", "completion_length_vs_rollouts.png"):
         assert (demo_folder / png).read_bytes()[:4] == b"\x89PNG", png
 
 

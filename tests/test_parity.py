@@ -35,7 +35,7 @@ from trl.chat_template_utils import qwen2_5_chat_template
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.runlog import RunRecorder, read_metrics
 
-SFPO_PREFIXES = ("sfpo/",)  # keys SFPOTrainer adds to TRL's log entries
+SFPO_PREFIXES = ("sfpo/", "timing/")  # keys SFPOTrainer adds to TRL's log entries
 TIMINGS = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 MARKUP = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<tools>", "</tools>"]

@@ -11,12 +11,16 @@ import pytest
 
 from sfpo.report import (
     ReportError,
+    arm_stability,
     compare_runs,
     demo_arms,
     format_table,
     load_run,
     plot_metric_vs_step,
+    stability,
+    step_band,
     step_median,
+    timing,
     write_report,
 )
 
@@ -322,6 +326,7 @@ def test_step_median():
     b = [(5, 2.0), (15, 4.0), (30, 6.0)]
     # common range [5, 20]; each curve holds its last value until its next point
     assert step_median([a, b]) == [(5, 1.5), (10, 2.5), (15, 3.5), (20, 4.5)]
+    assert step_band([a, b]) == [(5, 1.0, 2.0), (10, 2.0, 3.0), (15, 3.0, 4.0), (20, 4.0, 5.0)]
 
 
 def test_write_report_and_plots(tmp_path):
@@ -331,7 +336,13 @@ def test_write_report_and_plots(tmp_path):
     out = tmp_path / "out"
     files = write_report(result, bases, cands, out, "eval/accuracy")
     names = sorted(f.name for f in files)
-    assert names == ["eval_accuracy_vs_rollouts.png", "eval_accuracy_vs_wall.png", "report.md"]
+    # these runs log entropy but no completion length: no length plot
+    assert names == [
+        "entropy_vs_rollouts.png",
+        "eval_accuracy_vs_rollouts.png",
+        "eval_accuracy_vs_wall.png",
+        "report.md",
+    ]
     for f in files:
         assert f.stat().st_size > 0
     for f in files[1:]:
@@ -344,3 +355,114 @@ def test_write_report_and_plots(tmp_path):
     with pytest.raises(ReportError, match="no run has"):
         plot_metric_vs_step({"grpo": bases}, "completion_length", out / "len.png")
     assert not (out / "len.png").exists()
+
+
+# --- stability and timing --------------------------------------------------------------------------------
+
+
+def write_records(folder, records):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return load_run(folder)
+
+
+def step(rl_step, **fields):
+    return {"rl_step": rl_step, "rollouts": 16 * rl_step, **fields}
+
+
+# SFPO on for RL steps 1-2, off from 3; written out of rl_step order, with an rl_step-0 line to be ignored.
+# In rl_step order: entropy 1.0, 1.5, 0.5, 1.0 -> |changes| 0.5, 1.0, 0.5 -> mean 2/3;
+# reward 0.2, 0.4, 0.1, 0.5 -> 0.2, 0.3, 0.4 -> mean 0.3;
+# length (1,10) (2,12) (3,14) (4,20): slope = sum(dx*dy) / sum(dx^2) = 16 / 5 = 3.2.
+SWITCHED = [
+    step(0, entropy=9.0, reward=9.0, **{"completions/mean_length": 99.0, "sfpo/active": 0}),
+    step(2, entropy=1.5, reward=0.4, **{"completions/mean_length": 12.0, "sfpo/active": 1}),
+    step(1, entropy=1.0, reward=0.2, **{"completions/mean_length": 10.0, "sfpo/active": True}),
+    step(3, entropy=0.5, reward=0.1, **{"completions/mean_length": 14.0, "sfpo/active": 0}),
+    step(4, entropy=1.0, reward=0.5, **{"completions/mean_length": 20.0, "sfpo/active": 0}),
+]
+
+
+def test_stability_known_answers(tmp_path):
+    numbers = stability(write_records(tmp_path / "a", SWITCHED))
+    assert numbers["entropy_mean_abs_change"] == pytest.approx(2 / 3)
+    assert numbers["reward_mean_abs_change"] == pytest.approx(0.3)
+    assert numbers["length_slope"] == pytest.approx(3.2)
+    assert numbers["switch_rl_step"] == 3
+
+
+def test_stability_missing_fields_and_no_switch(tmp_path):
+    # GRPO: never active, so no switch; one entropy value gives no change; no length field at all.
+    grpo = write_records(
+        tmp_path / "g",
+        [step(1, entropy=1.0, reward=0.0, **{"sfpo/active": 0}), step(2, reward=1.0, **{"sfpo/active": 0})],
+    )
+    assert stability(grpo) == {
+        "entropy_mean_abs_change": None,
+        "reward_mean_abs_change": 1.0,
+        "length_slope": None,
+        "switch_rl_step": None,
+    }
+    # Active to the end: never switched off. The length alias counts when TRL's name is absent.
+    on = write_records(
+        tmp_path / "on", [step(s, completion_length=30.0 - s, **{"sfpo/active": 1}) for s in (1, 2, 3)]
+    )
+    assert stability(on)["switch_rl_step"] is None
+    assert stability(on)["length_slope"] == pytest.approx(-1.0)
+
+
+def test_stability_median_over_seeds_and_in_the_comparison(tmp_path):
+    switched = write_records(tmp_path / "a", [{**r, "eval/accuracy": 0.5} for r in SWITCHED])
+    # entropy 2.0, 1.0 -> change 1.0; switch at rl_step 2
+    other = write_records(
+        tmp_path / "b",
+        [
+            step(1, entropy=2.0, **{"sfpo/active": 1, "eval/accuracy": 0.4}),
+            step(2, entropy=1.0, **{"sfpo/active": 0, "eval/accuracy": 0.6}),
+        ],
+    )
+    no_entropy = write_records(
+        tmp_path / "c", [step(1, **{"eval/accuracy": 0.1}), step(2, **{"eval/accuracy": 0.2})]
+    )
+    arm = arm_stability([switched, other, no_entropy])
+    assert arm["entropy_mean_abs_change"] == pytest.approx((2 / 3 + 1.0) / 2)  # median of the two known
+    assert arm["switch_rl_step"] == pytest.approx(2.5)
+    assert arm["length_slope"] == pytest.approx(3.2)
+    assert arm["n_runs"] == 3 and arm["runs"][2]["entropy_mean_abs_change"] is None
+    result = compare_runs([no_entropy], [switched])
+    assert result["stability"]["baseline"]["entropy_mean_abs_change"] is None
+    assert result["stability"]["candidate"]["switch_rl_step"] == 3
+    table = format_table(result)
+    assert (
+        "entropy mean abs change" in table and "0.6667" in table and "| switch RL step | none | 3 |" in table
+    )
+
+
+def test_timing_share(tmp_path):
+    run = write_records(
+        tmp_path / "t",
+        [
+            step(0, **{"timing/generation_s": 50.0, "timing/training_s": 0.0}),
+            step(1, **{"timing/generation_s": 1.0, "timing/training_s": 2.0}),
+            step(2, **{"timing/generation_s": 3.0, "timing/training_s": 6.0}),
+            step(3),
+        ],
+    )
+    assert timing(run) == {
+        "generation_s_per_step": pytest.approx(2.0),
+        "training_s_per_step": pytest.approx(4.0),
+        "generation_share": pytest.approx(4 / 12),
+    }
+    assert timing(write_records(tmp_path / "none", [step(1)])) == dict.fromkeys(
+        ("generation_s_per_step", "training_s_per_step", "generation_share")
+    )
+
+
+def test_report_plots_entropy_and_length_against_rollouts(tmp_path):
+    base = write_records(tmp_path / "b", [{**r, "eval/accuracy": 0.5} for r in SWITCHED])
+    cand = write_records(tmp_path / "c", [{**r, "eval/accuracy": 0.6} for r in SWITCHED])
+    files = write_report(compare_runs([base], [cand]), [base], [cand], tmp_path / "out")
+    names = {f.name for f in files}
+    assert {"entropy_vs_rollouts.png", "completion_length_vs_rollouts.png"} <= names
+    assert (tmp_path / "out" / "entropy_vs_rollouts.png").read_bytes()[:8] == PNG_MAGIC
+    assert "**Stability**" in (tmp_path / "out" / "report.md").read_text()

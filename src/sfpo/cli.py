@@ -264,7 +264,7 @@ def _print_comparison(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from sfpo.report import PAIR_COLUMNS, pair_rows, summary_rows
+    from sfpo.report import PAIR_COLUMNS, pair_rows, stability_rows, summary_rows
 
     console = Console()
     summary = Table("quantity", "value", title="rollouts to reach the baseline's best")
@@ -276,6 +276,10 @@ def _print_comparison(result: dict) -> None:
         for row in pair_rows(result):
             pairs.add_row(*row)
         console.print(pairs)
+    stability = Table("quantity", "baseline", "candidate", title="stability and wall-clock split")
+    for row in stability_rows(result):
+        stability.add_row(*row)
+    console.print(stability)
     for note in result["notes"]:
         console.print(f"note: {note}", highlight=False)
 

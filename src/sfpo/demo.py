@@ -220,14 +220,13 @@ def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progre
 
 def summarize(out: Path, arms: tuple[str, ...]) -> dict | None:
     """report.md + plots into the demo folder; returns the comparison (None with a single arm)."""
-    from sfpo.report import compare_runs, load_run, plot_metric_vs_step, plot_runs, write_report
+    from sfpo.report import ReportError, compare_runs, load_run, plot_runs, write_report
 
     runs = {arm: [load_run(out / arm)] for arm in arms}
-    for metric in ("entropy", "completion_length"):
-        with contextlib.suppress(Exception):
-            plot_metric_vs_step(runs, metric, out / f"{metric}_vs_rl_step.png")
     if "grpo" not in arms or len(arms) < 2:
-        plot_runs(runs, "eval/accuracy", out / "eval_accuracy_vs_rollouts.png")
+        for metric in ("eval/accuracy", "entropy", "completion_length"):
+            with contextlib.suppress(ReportError):
+                plot_runs(runs, metric, out / f"{metric.replace('/', '_')}_vs_rollouts.png")
         return None
     candidate = "sfpo" if "sfpo" in arms else next(a for a in arms if a != "grpo")
     result = compare_runs(runs["grpo"], runs[candidate])
@@ -265,6 +264,8 @@ def run_demo(settings: DemoSettings, out: str | os.PathLike | None = None, conso
                 logging.getLogger(__name__).info("arm %s done", arm)
     result = summarize(folder, settings.arms)
     console.print(summary_table(result, folder, settings.arms))
+    if result is not None:
+        console.print(stability_table(result))
     console.print(f"demo finished in {time.perf_counter() - started:.0f} s; report: {folder / 'report.md'}")
     return folder
 
@@ -291,4 +292,16 @@ def summary_table(result: dict | None, folder: Path, arms: tuple[str, ...]):
     if result is not None:
         ratio = result.get("rollout_ratio")
         table.caption = ("rollout ratio GRPO ÷ candidate: " + ("never matched" if ratio is None else f"{ratio:.2f}×"))
+    return table
+
+
+def stability_table(result: dict):
+    """The comparison's stability and timing rows (definitions in report.md)."""
+    from rich.table import Table
+
+    from sfpo.report import stability_rows
+
+    table = Table("stability", "grpo", result["candidate_arm"], title="stability and wall-clock split")
+    for row in stability_rows(result):
+        table.add_row(*row)
     return table

@@ -533,6 +533,8 @@ def compare_runs(
             result[key + "_range"] = [min(values), max(values)] if values else None
     result["notes"] = _notes(baselines, candidates, pairs, matched)
     result["pairs"] = pairs
+    result["stability"] = {"baseline": arm_stability(baselines), "candidate": arm_stability(candidates)}
+    result["timing"] = {"baseline": arm_timing(baselines), "candidate": arm_timing(candidates)}
     return result
 
 
@@ -554,6 +556,140 @@ def _notes(
     if any(p["candidate_matched"] and p["rollout_ratio"] is None for p in pairs):
         notes.append("a candidate matched at 0 rollouts (evaluation before training): its ratio is null")
     return notes
+
+
+# --- stability and where the wall-clock goes ------------------------------------------------------------
+
+STABILITY_KEYS = ("entropy_mean_abs_change", "reward_mean_abs_change", "length_slope", "switch_rl_step")
+TIMING_KEYS = ("generation_s_per_step", "training_s_per_step", "generation_share")
+LENGTH_KEYS = ("completions/mean_length", "completion_length")  # TRL's name, then runlog's alias
+STABILITY_DEFINITIONS = (
+    "**Stability** (from `metrics.jsonl` alone, over the RL-step records, `rl_step` >= 1, in `rl_step` "
+    "order): *entropy mean abs change* = mean of |H_t - H_t-1| over consecutive records with an `entropy` "
+    "value; *reward mean abs change* likewise for `reward`; *length slope* = least-squares slope of "
+    "`completions/mean_length` against `rl_step` (tokens per RL step); *switch RL step* = the first `rl_step` "
+    "whose `sfpo/active` is 0 after at least one record with 1 (none if SFPO never ran or never switched "
+    "off). *Generation share* = total `timing/generation_s` / total (`timing/generation_s` + "
+    "`timing/training_s`) over the RL steps. With several seeds each number is the median over runs; n/a "
+    "where a field is missing."
+)
+
+
+def _rl_step_records(run: Run) -> list[dict[str, Any]]:
+    records = [r for r in run.records if (_number(r.get("rl_step")) or 0) >= 1]
+    return sorted(records, key=lambda r: r["rl_step"])
+
+
+def _mean_abs_change(values: Sequence[float]) -> float | None:
+    if len(values) < 2:
+        return None
+    return statistics.fmean(abs(b - a) for a, b in zip(values, values[1:]))
+
+
+def _slope(points: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of y on x; None with fewer than two distinct x."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    return statistics.linear_regression([x for x, _ in points], [y for _, y in points]).slope
+
+
+def stability(run: Run) -> dict[str, float | None]:
+    """The stability numbers of one run (see :data:`STABILITY_DEFINITIONS`); None where a field is missing."""
+    records = _rl_step_records(run)
+
+    def values(key: str) -> list[float]:
+        return [v for v in (_value(r.get(key)) for r in records) if v is not None]
+
+    length_key = next((k for k in LENGTH_KEYS if any(_value(r.get(k)) is not None for r in records)), None)
+    lengths = [(r["rl_step"], _value(r.get(length_key))) for r in records] if length_key else []
+    switch, was_active = None, False
+    for r in records:
+        active = _value(r.get("sfpo/active"))
+        if active == 1:
+            was_active = True
+        elif active == 0 and was_active:
+            switch = r["rl_step"]
+            break
+    return {
+        "entropy_mean_abs_change": _mean_abs_change(values("entropy")),
+        "reward_mean_abs_change": _mean_abs_change(values("reward")),
+        "length_slope": _slope([(x, y) for x, y in lengths if y is not None]),
+        "switch_rl_step": switch,
+    }
+
+
+def timing(run: Run) -> dict[str, float | None]:
+    """Mean seconds per RL step generating and training, and generation's share of their sum."""
+    pairs = [
+        (g, t)
+        for g, t in (
+            (_number(r.get("timing/generation_s")), _number(r.get("timing/training_s")))
+            for r in _rl_step_records(run)
+        )
+        if g is not None and t is not None
+    ]
+    if not pairs:
+        return dict.fromkeys(TIMING_KEYS)
+    gen, train = sum(g for g, _ in pairs), sum(t for _, t in pairs)
+    return {
+        "generation_s_per_step": gen / len(pairs),
+        "training_s_per_step": train / len(pairs),
+        "generation_share": gen / (gen + train) if gen + train > 0 else None,
+    }
+
+
+def _median_over_runs(per_run: Sequence[dict[str, float | None]], keys: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in keys:
+        known = [r[key] for r in per_run if r[key] is not None]
+        out[key] = statistics.median(known) if known else None
+    return out
+
+
+def arm_stability(runs: Sequence[Run]) -> dict[str, Any]:
+    """Median over runs of each stability number (None where no run has it), plus each run's numbers."""
+    per_run = [stability(r) for r in runs]
+    return {**_median_over_runs(per_run, STABILITY_KEYS), "n_runs": len(runs), "runs": per_run}
+
+
+def arm_timing(runs: Sequence[Run]) -> dict[str, Any]:
+    per_run = [timing(r) for r in runs]
+    return {**_median_over_runs(per_run, TIMING_KEYS), "n_runs": len(runs), "runs": per_run}
+
+
+def _fmt_opt(x: float | None, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def stability_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(quantity, baseline, candidate) rows of the stability and timing sections."""
+    several = result["n_pairs"] > 1
+    med = " (median)" if several else ""
+    stab, tim = result.get("stability") or {}, result.get("timing") or {}
+    rows = []
+    for key, label, spec in (
+        ("entropy_mean_abs_change", "entropy mean abs change", ".4g"),
+        ("reward_mean_abs_change", "reward mean abs change", ".4g"),
+        ("length_slope", "length slope (tokens / RL step)", "+.3g"),
+        ("switch_rl_step", "switch RL step", "g"),
+    ):
+        cells = [_fmt_opt(stab.get(arm, {}).get(key), spec) for arm in ("baseline", "candidate")]
+        if key == "switch_rl_step":
+            cells = ["none" if c == "n/a" else c for c in cells]
+        rows.append((label + med, *cells))
+    if any(tim.get(arm, {}).get("generation_share") is not None for arm in ("baseline", "candidate")):
+        for key, label, spec in (
+            ("generation_s_per_step", "generation s per RL step", ".3g"),
+            ("training_s_per_step", "training s per RL step", ".3g"),
+            ("generation_share", "generation share", ".1%"),
+        ):
+            rows.append(
+                (
+                    label + med,
+                    *(_fmt_opt(tim.get(arm, {}).get(key), spec) for arm in ("baseline", "candidate")),
+                )
+            )
+    return rows
 
 
 # --- tables ---------------------------------------------------------------------------------------------
@@ -650,6 +786,8 @@ def format_table(result: dict[str, Any]) -> str:
     text = _markdown_table(("quantity", "value"), summary_rows(result))
     if result["n_pairs"] > 1:
         text += "\n\n" + _markdown_table(PAIR_COLUMNS, pair_rows(result))
+    if result.get("stability"):
+        text += "\n\n" + _markdown_table(("stability", "baseline", "candidate"), stability_rows(result))
     return text
 
 
@@ -705,6 +843,12 @@ def write_report(
         written.append(
             plot_runs(arms, metric, out_dir / f"{_slug(metric)}_vs_wall.png", x="wall_s", hline=hline)
         )
+    for name in ("entropy", LENGTH_KEYS):  # stability: both arms against rollouts, where logged
+        keys = (name,) if isinstance(name, str) else name
+        runs = (*baselines, *candidates)
+        key = next((k for k in keys if any(_points_or_empty(r, k, "rollouts") for r in runs)), None)
+        if key is not None:
+            written.append(plot_runs(arms, key, out_dir / f"{_slug(keys[-1])}_vs_rollouts.png"))
     report = out_dir / "report.md"
     _atomic_write(report, _report_markdown(result, baselines, candidates, [p.name for p in written]).encode())
     return [report, *written]
@@ -724,6 +868,7 @@ def _report_markdown(
         "## Inputs",
         _markdown_table(("role", "name", "path", "format", "records"), inputs),
         DEFINITIONS,
+        STABILITY_DEFINITIONS,
     ]
     derived = [r for r in (*baselines, *candidates) if r.completions_per_step is not None]
     if derived:
@@ -739,21 +884,27 @@ def _report_markdown(
     return "\n\n".join(parts) + "\n"
 
 
-def step_median(curves: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[float, float]]:
-    """Median across curves on the union of their x values, each curve held constant until its next point.
+def _step_values(curves: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[float, list[float]]]:
+    """(x, every curve's value at x) on the union of their x values, each curve held until its next point.
 
-    Only the x range every curve covers is used, so the median never mixes in extrapolated values.
+    Only the x range every curve covers is used, so no extrapolated value is mixed in.
     """
     curves = [sorted(c) for c in curves if c]
     if not curves:
         return []
     lo, hi = max(c[0][0] for c in curves), min(c[-1][0] for c in curves)
     grid = sorted({x for c in curves for x, _ in c if lo <= x <= hi})
-    out = []
-    for x in grid:
-        values = [next(v for px, v in reversed(c) if px <= x) for c in curves]
-        out.append((x, statistics.median(values)))
-    return out
+    return [(x, [next(v for px, v in reversed(c) if px <= x) for c in curves]) for x in grid]
+
+
+def step_median(curves: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """Median across curves on the union of their x values (see :func:`_step_values`)."""
+    return [(x, statistics.median(values)) for x, values in _step_values(curves)]
+
+
+def step_band(curves: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[float, float, float]]:
+    """(x, min, max) across curves on the union of their x values: the seeds' band."""
+    return [(x, min(values), max(values)) for x, values in _step_values(curves)]
 
 
 _X_LABELS = {"rollouts": "rollouts (completions generated)", "wall_s": "wall-clock (s)", "rl_step": "RL step"}
@@ -767,7 +918,7 @@ def plot_runs(
     hline: float | None = None,
     hline_label: str = "baseline best",
 ) -> Path:
-    """One figure of ``metric`` vs ``x`` for all arms: seeds thin, their step-wise median bold.
+    """One figure of ``metric`` vs ``x`` for all arms: seeds thin over their min-max band, the median bold.
 
     Runs lacking the metric or ``x`` are left out; it is an error if no run has them.
     """
@@ -784,6 +935,10 @@ def plot_runs(
         if len(curves) > 1:
             for c in curves:
                 ax.plot(*zip(*c), color=color, lw=0.8, alpha=0.35, drawstyle="steps-post")
+            band = step_band(curves)
+            if band:
+                xs, lows, highs = zip(*band)
+                ax.fill_between(xs, lows, highs, step="post", color=color, alpha=0.15, lw=0)
             median = step_median(curves)
             if median:
                 ax.plot(*zip(*median), color=color, lw=2.5, drawstyle="steps-post", label=f"{label}, median")

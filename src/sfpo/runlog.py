@@ -3,7 +3,7 @@
 Each line holds `rl_step`, `rollouts` (completions generated so far), `wall_s` (training wall-clock so far,
 evaluation time excluded so both arms of a comparison pay only for training), `optimizer_step`, the
 trainer's metrics averaged over the RL step (TRL's, `loss`, `grad_norm`, `learning_rate`; with the short
-aliases `reward`, `entropy`, `completion_length`), the `sfpo/*` metrics, and `eval/*` on the steps where
+aliases `reward`, `entropy`, `completion_length`), the `sfpo/*` and `timing/*` metrics, and `eval/*` on the steps where
 evaluation ran. The event does not depend on `logging_steps`, so there is a line per RL step however often
 the trainer writes log entries. A line
 `rl_step: 0` holds the evaluation before training, when there is one.

@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 
 import torch
 from trl import GRPOTrainer
@@ -147,6 +148,7 @@ class SFPOTrainer(GRPOTrainer):
         self._rl_record: dict[str, float] | None = None  # an ended RL step's sfpo/*, until its last optimizer step
         self._rl_window_step = -1  # global_step of the last optimizer step added to the window
         self._tr_loss_seen: torch.Tensor | None = None  # the Trainer's running loss sum after the last step
+        self._rl_step_t0, self._generation_s = None, 0.0  # wall-clock split of the current RL step
         self._warned_no_entropy = False
         self._epoch_iter = None
         self._epoch = -1
@@ -212,6 +214,7 @@ class SFPOTrainer(GRPOTrainer):
         if hooks is not None:
             hooks.settle()  # the optimizer step that followed the previous micro-step has run (or was skipped)
         if phase == 0:
+            self._rl_step_t0, self._generation_s = time.perf_counter(), 0.0  # timing/* of this RL step
             self._pass_entropies = []
             self._drift_norm = None
             self._alpha_t = self._kl_fast = None
@@ -302,6 +305,10 @@ class SFPOTrainer(GRPOTrainer):
             logs["sfpo/drift_norm"] = self._drift_norm
         if self.sfpo_switch.last_z is not None:
             logs["sfpo/entropy_z"] = self.sfpo_switch.last_z
+        if self._rl_step_t0 is not None:  # unknown for an RL step resumed mid-way
+            logs["timing/generation_s"] = self._generation_s
+            logs["timing/training_s"] = max(time.perf_counter() - self._rl_step_t0 - self._generation_s, 0.0)
+            self._rl_step_t0 = None
         if self.args.sfpo_switch_patience > 1:
             logs["sfpo/switch_streak"] = self.sfpo_switch.streak
         # `logging_steps` keeps deciding when TRL writes a log entry: sfpo/* ride along in the next one. The
@@ -349,6 +356,14 @@ class SFPOTrainer(GRPOTrainer):
         if self._sfpo_stop_error:
             raise NonFiniteTrainingError(self._sfpo_stop_error)
         return result
+
+    def _generate_and_score_completions(self, inputs):
+        # Rollouts: generation, rewards, advantages and the old log-probs, once per RL step.
+        start = time.perf_counter()
+        out = super()._generate_and_score_completions(inputs)
+        if self.model.training:
+            self._generation_s += time.perf_counter() - start
+        return out
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.model.training:

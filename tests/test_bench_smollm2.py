@@ -1,0 +1,84 @@
+"""benchmarks/smollm2.py: finished runs are reused, unfinished ones rerun, other settings refused."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from sfpo.demo import SMOLLM2, DemoSettings
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "smollm2.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_smollm2", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def settings(**changes) -> DemoSettings:
+    base = {**SMOLLM2, "policy": "smollm2", "steps": 2, "eval_every": 1, "eval_problems": 20}
+    return DemoSettings(**{**base, **changes})
+
+
+def fake_run(folder: Path, s: DemoSettings, last_step: int, accuracy: float = 0.5) -> Path:
+    """What run_one leaves: config.json (the demo settings), metrics.jsonl, run.json."""
+    folder.mkdir(parents=True)
+    demo = {k: v for k, v in asdict(s).items() if k != "extra"}
+    (folder / "config.json").write_text(json.dumps({"name": folder.name, "demo": demo}))
+    lines = [
+        {"rl_step": t, "rollouts": 32 * t, "wall_s": 10.0 * t, "eval/accuracy": accuracy + 0.1 * t}
+        for t in range(last_step + 1)
+    ]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (folder / "run.json").write_text(json.dumps({"seconds": 60.0}))
+    return folder
+
+
+def test_finished_reused_unfinished_not_other_settings_refused(bench, tmp_path):
+    s = settings(seed=0)
+    assert not bench.finished(tmp_path / "absent", s)
+    assert not bench.finished(fake_run(tmp_path / "half", s, last_step=1), s)
+    assert bench.finished(fake_run(tmp_path / "done", s, last_step=2), s)
+    with pytest.raises(SystemExit, match=r"done holds a finished run with other settings .*learning_rate"):
+        bench.finished(tmp_path / "done", settings(seed=0, learning_rate=3e-5))
+
+
+def test_rerun_of_a_finished_plan_runs_nothing_and_summarizes(bench, tmp_path, monkeypatch):
+    s = settings(seed=0)
+    for arm, acc in (("grpo", 0.3), ("sfpo", 0.4)):
+        fake_run(tmp_path / bench.run_name(arm, s.learning_rate, 0), s, last_step=2, accuracy=acc)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished run was run again")
+
+    monkeypatch.setattr(bench, "run_one", must_not_run)
+    monkeypatch.setattr(bench, "build_policy", must_not_run)
+    argv = [
+        "smollm2.py",
+        "--seeds",
+        "0",
+        "--steps",
+        "2",
+        "--eval-every",
+        "1",
+        "--eval-problems",
+        "20",
+        "--other-lr-seeds",
+        "--out",
+        str(tmp_path),
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    summary = (tmp_path / "summary.md").read_text()
+    # GRPO best 0.5 at 64 rollouts; SFPO reaches 0.5 at 32: ratio 2.00x
+    assert "| 0 | 50.0% / 50.0% | 60.0% / 60.0% | 64 / 32 | 2.00x |" in summary
+    assert "Not run yet" not in summary
+    assert (tmp_path / "compare-lr1e-05" / "report.md").is_file()
