@@ -3,7 +3,8 @@
 Prints one table:
 - stock TRL GRPOTrainer vs SFPOTrainer with K=0 (the wrapper's own overhead; goal ≤ 1.02×),
 - SFPO (K=3, α=0.8) vs GRPO: RL-step time ratio (K+1 passes over the same batch),
-- the share of an SFPO RL step spent in snapshot + drift norm + reposition (goal < 1%),
+- the share of an SFPO RL step spent in snapshot + drift norm + reposition (goal < 1%), and in the non-finite
+  guard's two checks per optimizer step (every arm but TRL's),
 - anchor bytes vs trainable-parameter bytes (one copy: 1×), with the anchor on the same device and on CPU,
 - with `sfpo_optimizer_state="restore"`: the extra copy of the optimizer state (AdamW: 2× the trainable bytes,
   plus step counts) and the time its snapshot and restore take (counted in the stage share),
@@ -26,7 +27,7 @@ import warnings
 
 import torch
 
-from sfpo import reposition
+from sfpo import nonfinite, reposition
 from sfpo.config import SFPOConfig
 
 STAGES = [
@@ -36,17 +37,19 @@ STAGES = [
     (reposition.OptimizerStateCopy, "snapshot"),
     (reposition.OptimizerStateCopy, "restore"),
 ]
+GUARD = [(nonfinite.StepGuard, "grads_finite"), (nonfinite.StepGuard, "weights_finite")]
 
 
 class StageTimer:
-    """Wraps the SFPO stages (per-tensor snapshot and reposition, the drift norm) to add up the time they take."""
+    """Wraps methods (SFPO's stages, or the non-finite guard's checks) to add up the time they take."""
 
-    def __init__(self):
+    def __init__(self, methods):
+        self.methods = methods
         self.seconds = 0.0
         self._originals = {}
 
     def __enter__(self):
-        for owner, name in STAGES:
+        for owner, name in self.methods:
             original = getattr(owner, name)
             self._originals[owner, name] = original
 
@@ -113,7 +116,7 @@ def run_arm(kind: str, model: str, task, fields: dict, steps: int) -> dict:
             trainer = SFPOTrainer(model=model, reward_funcs=task.reward, args=args, train_dataset=data)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        with StageTimer() as stages:
+        with StageTimer(STAGES) as stages, StageTimer(GUARD) as guard:
             start = time.perf_counter()
             trainer.train()
             seconds = time.perf_counter() - start
@@ -122,6 +125,7 @@ def run_arm(kind: str, model: str, task, fields: dict, steps: int) -> dict:
     return {
         "step_s": seconds / steps,
         "stage_s": stages.seconds / steps,
+        "guard_s": guard.seconds / steps,
         "anchor_bytes": anchor.nbytes if anchor is not None else 0,
         "state_copy_bytes": trainer._state_copy.nbytes if getattr(trainer, "_state_copy", None) else 0,
         "trainable_bytes": trainable,
@@ -154,16 +158,18 @@ def main() -> None:
     base = med("trl-grpo", "step_s")
     print(f"\npolicy={opts.policy} steps={opts.steps} repeats={opts.repeats} torch={torch.__version__} "
           f"threads={torch.get_num_threads()}")
-    print("| arm | s per RL step (median) | ÷ TRL GRPO | snapshot+reposition share | anchor bytes ÷ trainable | "
-          "optimizer-state copy ÷ trainable | peak GPU GB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| arm | s per RL step (median) | ÷ TRL GRPO | snapshot+reposition share | non-finite guard share | "
+          "anchor bytes ÷ trainable | optimizer-state copy ÷ trainable | peak GPU GB |")
+    print("|---|---|---|---|---|---|---|---|")
     for kind in kinds:
         step = med(kind, "step_s")
         stage = med(kind, "stage_s")
         anchor = results[kind][-1]["anchor_bytes"] / results[kind][-1]["trainable_bytes"]
         state_copy = results[kind][-1]["state_copy_bytes"] / results[kind][-1]["trainable_bytes"]
         peak = med(kind, "peak_gpu_gb")
-        print(f"| {kind} | {step:.3f} | {step / base:.3f}× | {100 * stage / step:.3f}% | {anchor:.2f}× | "
+        guard = med(kind, "guard_s")
+        print(f"| {kind} | {step:.3f} | {step / base:.3f}× | {100 * stage / step:.3f}% | {100 * guard / step:.3f}% | "
+              f"{anchor:.2f}× | "
               f"{state_copy:.2f}× | "
               f"{'-' if peak is None else f'{peak:.2f}'} |")
     print(f"\nbenchmark took {time.perf_counter() - started:.0f} s")
