@@ -72,6 +72,8 @@ def main(out: Path, job: str, opts: dict) -> None:
                           sfpo_max_rl_steps=rl_steps, **variants)
         args.control_alpha = alpha
         cls = ModelSideReposition if opts.get("model_side") else SFPOTrainer
+        if opts.get("nan_at") is not None:  # a NaN loss at these micro-steps: the non-finite guard's rollback
+            cls = type("NanLoss", (cls,), {"nan_at": set(opts["nan_at"]), "compute_loss": _nan_loss})
 
     callbacks, server = [], None
     if opts.get("vllm"):  # TRL's server mode with its HTTP client replaced by a fake server that keeps the weights
@@ -133,6 +135,7 @@ def main(out: Path, job: str, opts: dict) -> None:
         anchor = trainer._anchor
         rec.update(
             rl_step=trainer.sfpo_rl_step,
+            skipped_rl_steps=trainer.sfpo_skipped_rl_steps,
             alphas=[h["sfpo/alpha"] for h in trainer.state.log_history if "sfpo/alpha" in h],
             kl_fast=[h["sfpo/kl_fast"] for h in trainer.state.log_history if "sfpo/kl_fast" in h],
             switch=trainer.sfpo_switch.state_dict(),
@@ -151,6 +154,11 @@ def main(out: Path, job: str, opts: dict) -> None:
 
 
 from sfpo import SFPOTrainer  # noqa: E402
+
+
+def _nan_loss(self, model, inputs, *args, **kwargs):
+    loss = SFPOTrainer.compute_loss(self, model, inputs, *args, **kwargs)
+    return loss * float("nan") if self._step in self.nan_at else loss
 
 
 class ModelSideReposition(SFPOTrainer):

@@ -86,6 +86,7 @@ def ddp(out):
     jobs = [
         ["ddp", {}],
         ["ddp-lora", {"lora": True}],
+        ["ddp-nan", {"nan_at": [1]}],  # pass 1's second micro-step of RL step 1
         # the opt-in variants (tests/test_variants.py has their identities on one process)
         ["ddp-restore", {**VARIANTS, "optimizer_state": "restore"}],
         ["ddp-kl", {**VARIANTS, "alpha_mode": "kl_budget", "kl_budget": 1e-4, "optimizer_state": "restore"}],
@@ -101,6 +102,7 @@ def zero2(out):
         ["z2-interrupted", {"save_steps": 5, "stop_at": 5}],  # step 5 of 8: pass K = 3, before the reposition
         ["z2-resumed", {"resume": str(out / "z2-interrupted" / "checkpoint-5")}],
         ["z2-lora", {"lora": True}],
+        ["z2-nan", {"nan_at": [1]}],
         ["z2-restore", {**VARIANTS, "optimizer_state": "restore"}],
         ["z2-kl", {"alpha_mode": "kl_budget", "kl_budget": 1e-4, "expect_error": True}],
     ]
@@ -141,6 +143,17 @@ def test_repositioning_the_model_weights_is_undone_by_deepspeed(ddp, zero2):
     control = zero2["z2-control"][0]["weights"]
     assert max_diff(control, ddp["ddp"][0]["weights"]) > 1e-2
     assert max_diff(zero2["z2"][0]["weights"], ddp["ddp"][0]["weights"]) < 1e-4
+
+
+def test_a_nan_loss_rolls_back_the_same_way_under_ddp_and_zero2(ddp, zero2):
+    """DDP notices the NaN loss (and skips the steps); DeepSpeed's fp32 ZeRO-2 skips the NaN-gradient step itself
+    and the guard notices the missing step: either way RL step 1 goes back to θ0 and RL step 2 trains."""
+    for ranks in (ddp["ddp-nan"], zero2["z2-nan"]):
+        for r in ranks:
+            assert r["skipped_rl_steps"] == 1 and r["rl_step"] == 2
+            assert all(bool(torch.isfinite(v).all()) for v in r["weights"].values())
+    assert_close(zero2["z2-nan"][0]["weights"], ddp["ddp-nan"][0]["weights"])
+    assert max_diff(ddp["ddp-nan"][0]["weights"], ddp["ddp"][0]["weights"]) > 1e-3  # RL step 1 did not count
 
 
 def test_zero2_resume_mid_rl_step_equals_the_uninterrupted_run(zero2):

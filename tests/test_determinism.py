@@ -20,7 +20,8 @@ SMALL = ["trainer.sfpo_max_rl_steps=2", "trainer.sfpo_inner_steps=1", "trainer.g
 
 def clock_free(record: dict) -> dict:
     """A metrics line without the wall-clock readings (the only values allowed to differ)."""
-    return {k: v for k, v in record.items() if k != "wall_s" and "time" not in k and "per_second" not in k}
+    return {k: v for k, v in record.items()
+            if k != "wall_s" and "time" not in k and "per_second" not in k and not k.startswith("timing/")}
 
 
 def run(out: Path) -> tuple[list[dict], dict]:

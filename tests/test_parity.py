@@ -36,7 +36,8 @@ from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.runlog import RunRecorder, read_metrics
 
 SFPO_PREFIXES = ("sfpo/", "timing/")  # keys SFPOTrainer adds to TRL's log entries
-TIMINGS = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
+TIMINGS = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second",
+           "timing/generation_s", "timing/training_s"}  # wall-clock readings
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 MARKUP = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<tools>", "</tools>"]
 GROUP = 3  # num_generations; the scripted generate cycles through 3 kinds of answer
