@@ -26,3 +26,9 @@ trainer = SFPOTrainer(model=str(model_dir), reward_funcs=digit_reward, args=args
 trainer.train()
 state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
 torch.save({"weights": state, "rl_step": trainer.sfpo_rl_step, "world": args.world_size}, out / f"rank{rank}.pt")
+# Both ranks have written their files: end here, since gloo's threads can abort in interpreter teardown
+# ("terminate called without an active exception"), which would fail a run whose results are all written.
+torch.distributed.barrier()
+sys.stdout.flush()
+sys.stderr.flush()
+__import__("os")._exit(0)

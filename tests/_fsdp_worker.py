@@ -218,3 +218,7 @@ if __name__ == "__main__":
         direct(out)
     else:
         trainer(out, sys.argv[3])
+        torch.distributed.barrier()  # both ranks have written their records
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # gloo's threads can abort in interpreter teardown after everything was written
