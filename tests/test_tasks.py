@@ -8,7 +8,7 @@ import pytest
 
 from sfpo.tasks import TASKS, ArithmeticTask, CountdownTask, generation_kwargs_for, get_task, parse_expression
 
-TASK_NAMES = sorted(n for n in TASKS if n != "addition")  # the tiny policy's tasks; addition below
+TASK_NAMES = sorted(n for n in TASKS if not n.startswith("addition"))  # the tiny policy's tasks; addition below
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)
@@ -178,11 +178,21 @@ def test_addition_reads_the_final_number(completion, expected):
     assert task.reward([completion], answer=["19"]) == [expected]
 
 
-def test_addition_prompts_are_chat_messages_and_held_out_set_is_fixed():
-    task = get_task("addition")
+@pytest.mark.parametrize("name", ["addition", "addition-50"])
+def test_addition_prompts_are_chat_messages_and_held_out_set_is_fixed(name):
+    task = get_task(name)
     row = task.train_dataset(3, seed=0)[0]
     assert row["prompt"][0]["role"] == "user" and "Give the final answer" in row["prompt"][0]["content"]
     first, again = task.eval_set(100), task.eval_set(100)
     assert first["answer"] == again["answer"] and len(first) == 100
     held = {m[0]["content"] for m in first["prompt"]}
     assert not held & {m[0]["content"] for m in task.train_dataset(500, seed=3)["prompt"]}
+
+
+def test_addition_50_has_200_distinct_held_out_problems_and_addition_does_not():
+    wide = get_task("addition-50")
+    problems = wide.eval_problems(200)
+    assert len({p.question for p in problems}) == 200
+    assert max(int(x) for p in problems for x in p.question.split("?")[0].split()[2::2]) > 30  # operands past 30
+    with pytest.raises(ValueError, match="distinct held-out problems"):
+        get_task("addition").eval_problems(200)

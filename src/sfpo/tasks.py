@@ -461,6 +461,8 @@ class AdditionTask(Task):
     (the boxed answer first, then "the answer is X", then the last number): the math pipeline's own
     extraction, then an exact numeric compare. With operands in 1..30 SmolLM2-135M-Instruct answers 44% greedily and 11%
     sampling at temperature 1.0 (25% at 0.7; measured in the shared environment notes): room for RL.
+    Operands in 1..30 leave only about 112 distinct held-out problems (one pair in eight is held out), too few
+    to resolve a few points; ``addition-50`` (operands in 1..50, about 312 held out) is for evaluations of 200+.
     """
 
     name: str = "addition"
@@ -491,7 +493,10 @@ class AdditionTask(Task):
 from sfpo.code_task import PyFuncTask  # noqa: E402  (a code task, in its own module; it subclasses Task)
 
 TASKS: dict[str, Task] = {
-    task.name: task for task in (ArithmeticTask(), CountdownTask(), AdditionTask(), PyFuncTask())
+    task.name: task
+    for task in (
+        ArithmeticTask(), CountdownTask(), AdditionTask(), AdditionTask(name="addition-50", max_value=50), PyFuncTask()
+    )
 }
 
 
