@@ -148,8 +148,11 @@ def summarize(out: Path, lrs: list[float], plan: dict, settings: DemoSettings) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--task", default="addition-50",
-                        help="addition-50 (operands 1..50): `addition` has only ~112 distinct held-out problems")
+    parser.add_argument(
+        "--task",
+        default="addition-50",
+        help="addition-50 (operands 1..50): `addition` has only ~112 distinct held-out problems",
+    )
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--eval-every", type=int, default=2)
     parser.add_argument("--eval-problems", type=int, default=200)

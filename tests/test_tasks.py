@@ -8,7 +8,8 @@ import pytest
 
 from sfpo.tasks import TASKS, ArithmeticTask, CountdownTask, generation_kwargs_for, get_task, parse_expression
 
-TASK_NAMES = sorted(n for n in TASKS if not n.startswith("addition"))  # the tiny policy's tasks; addition below
+# the tiny policy's tasks; the addition tasks are below
+TASK_NAMES = sorted(n for n in TASKS if not n.startswith("addition"))
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)

@@ -495,7 +495,11 @@ from sfpo.code_task import PyFuncTask  # noqa: E402  (a code task, in its own mo
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
-        ArithmeticTask(), CountdownTask(), AdditionTask(), AdditionTask(name="addition-50", max_value=50), PyFuncTask()
+        ArithmeticTask(),
+        CountdownTask(),
+        AdditionTask(),
+        AdditionTask(name="addition-50", max_value=50),
+        PyFuncTask(),
     )
 }
 
