@@ -29,6 +29,8 @@ CONFIGS = HERE.parent / "configs" / "accelerate"
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 # switch warm-up and patience ride along with the variants' runs (window 2: z-scores exist from RL step 1 on)
 VARIANTS = {"warmup": 1, "patience": 2, "window": 2}
+# kl_budget (with restore and the switch variants): δ small enough that α_t < α in both RL steps
+KL_BUDGET = {**VARIANTS, "alpha_mode": "kl_budget", "kl_budget": 1e-4, "optimizer_state": "restore"}
 ALPHA = 0.8  # _ds_worker.ALPHA (not imported: importing the worker patches DeepSpeed in this process)
 
 
@@ -87,9 +89,10 @@ def ddp(out):
         ["ddp", {}],
         ["ddp-lora", {"lora": True}],
         ["ddp-nan", {"nan_at": [1]}],  # pass 1's second micro-step of RL step 1
+        ["ddp-nan-last", {"nan_at": [7]}],  # the slow pass's last micro-step: no step of RL step 1 follows
         # the opt-in variants (tests/test_variants.py has their identities on one process)
         ["ddp-restore", {**VARIANTS, "optimizer_state": "restore"}],
-        ["ddp-kl", {**VARIANTS, "alpha_mode": "kl_budget", "kl_budget": 1e-4, "optimizer_state": "restore"}],
+        ["ddp-kl", KL_BUDGET],
     ]
     return launch(out, jobs, None, 29611)
 
@@ -104,7 +107,7 @@ def zero2(out):
         ["z2-lora", {"lora": True}],
         ["z2-nan", {"nan_at": [1]}],
         ["z2-restore", {**VARIANTS, "optimizer_state": "restore"}],
-        ["z2-kl", {"alpha_mode": "kl_budget", "kl_budget": 1e-4, "expect_error": True}],
+        ["z2-kl", KL_BUDGET],
     ]
     return launch(out, jobs, cpu_config(out, "zero2"), 29612)
 
@@ -116,6 +119,9 @@ def zero3(out):
         ["z3-k0", {"inner_steps": 0}],
         ["z3-grpo", {"trainer": "grpo", "inner_steps": 0}],
         ["z3-vllm", {"vllm": True}],
+        ["z3-kl", KL_BUDGET],
+        ["z3-nan", {"nan_at": [1]}],
+        ["z3-nan-last", {"nan_at": [7]}],
     ]
     return launch(out, jobs, cpu_config(out, "zero3"), 29613)
 
@@ -145,14 +151,23 @@ def test_repositioning_the_model_weights_is_undone_by_deepspeed(ddp, zero2):
     assert max_diff(zero2["z2"][0]["weights"], ddp["ddp"][0]["weights"]) < 1e-4
 
 
-def test_a_nan_loss_rolls_back_the_same_way_under_ddp_and_zero2(ddp, zero2):
-    """DDP notices the NaN loss (and skips the steps); DeepSpeed's fp32 ZeRO-2 skips the NaN-gradient step itself
-    and the guard notices the missing step: either way RL step 1 goes back to θ0 and RL step 2 trains."""
-    for ranks in (ddp["ddp-nan"], zero2["z2-nan"]):
+def test_a_nan_loss_rolls_back_the_same_way_under_ddp_zero2_and_zero3(ddp, zero2, zero3):
+    """DDP notices the NaN loss (and skips the steps); DeepSpeed's fp32 ZeRO-2/3 skip the NaN-gradient step
+    themselves and the guard notices the missing step: either way RL step 1 goes back to θ0 and RL step 2 trains.
+    The rollback is found between steps, so under ZeRO it must reach the model's weights (ZeRO-3: its partitions)
+    before RL step 2 samples from them, or RL step 2's rollouts and the final weights would differ."""
+    for ranks in (ddp["ddp-nan"], zero2["z2-nan"], zero3["z3-nan"]):
         for r in ranks:
             assert r["skipped_rl_steps"] == 1 and r["rl_step"] == 2
             assert all(bool(torch.isfinite(v).all()) for v in r["weights"].values())
     assert_close(zero2["z2-nan"][0]["weights"], ddp["ddp-nan"][0]["weights"])
+    assert_close(zero3["z3-nan"][0]["weights"], ddp["ddp-nan"][0]["weights"])
+    # found after the RL step's last optimizer step, which DeepSpeed skipped: no step is left to carry θ0 from the
+    # masters into ZeRO-3's partitions, so the rollback copies it there itself
+    for r in zero3["z3-nan-last"]:
+        assert r["skipped_rl_steps"] == 1 and r["rl_step"] == 2
+    assert_close(zero3["z3-nan-last"][0]["weights"], ddp["ddp-nan-last"][0]["weights"])
+    assert max_diff(ddp["ddp-nan-last"][0]["weights"], ddp["ddp-nan"][0]["weights"]) > 1e-6
     assert max_diff(ddp["ddp-nan"][0]["weights"], ddp["ddp"][0]["weights"]) > 1e-3  # RL step 1 did not count
 
 
@@ -248,7 +263,7 @@ def test_optimizer_offload_matches_ddp(out, ddp):
 
 def test_variants_under_ddp_and_zero2(ddp, zero2):
     """Optimizer-state restore under DDP and on ZeRO-2's masters (whose Adam state the client optimizer keeps)
-    agree; kl_budget runs under DDP with the same α on both ranks and is refused under DeepSpeed."""
+    agree; kl_budget runs under DDP with the same α on both ranks."""
     restore, keep = ddp["ddp-restore"], ddp["ddp"]
     for a, b in zip(restore, zero2["z2-restore"]):
         assert b["distributed_type"] == "DistributedType.DEEPSPEED" and not b["anchor_on_model_params"]
@@ -265,5 +280,19 @@ def test_variants_under_ddp_and_zero2(ddp, zero2):
     assert len(kl[0]["kl_fast"]) == 2 and all(0 < a < ALPHA for a in kl[0]["alphas"])
     assert kl[0]["alphas"] == pytest.approx([min(ALPHA, (1e-4 / k) ** 0.5) for k in kl[0]["kl_fast"]])
     assert max_diff(kl[0]["weights"], kl[1]["weights"]) == 0.0
-    for r in zero2["z2-kl"]:
-        assert "sfpo_alpha_mode='kl_budget' is not supported under DeepSpeed" in r["error"]
+
+
+
+def test_kl_budget_under_zero2_and_zero3_matches_ddp(ddp, zero2, zero3):
+    """kl_budget under DeepSpeed: the forward at θK, then the reposition of the fp32 masters between steps and
+    their copy into the model (ZeRO-1/2: update_lp_params; ZeRO-3: the partitions) give DDP's α_t and weights."""
+    ref = ddp["ddp-kl"][0]
+    for job, runs in (("z2-kl", zero2["z2-kl"]), ("z3-kl", zero3["z3-kl"])):
+        for r in runs:
+            assert r["distributed_type"] == "DistributedType.DEEPSPEED" and not r["anchor_on_model_params"], job
+            assert r["alphas"] == pytest.approx(ref["alphas"], rel=1e-4), job
+            assert r["kl_fast"] == pytest.approx(ref["kl_fast"], rel=1e-3), job
+            assert r["drifts"] == pytest.approx(ref["drifts"], rel=1e-4), job
+            assert_close(r["weights"], ref["weights"])
+    # the weights are not what fixed α would give: α_t < α took effect on the masters and reached the model
+    assert max_diff(zero2["z2-kl"][0]["weights"], zero2["z2-restore"][0]["weights"]) > 1e-3

@@ -217,6 +217,7 @@ class InStepReposition:
         self.anchor = anchor
         self.state_copy = state_copy  # set: the optimizer state is snapshotted with θ0 and can be restored
         self.optimizers, self.dp_group, engine = stepping_optimizers(optimizer)
+        self.engine = engine  # DeepSpeed's ZeRO / bf16 optimizer: it keeps masters apart from the model
         self._model_ids = {id(p) for p in model_params}
         first = stepped_tensors(self.optimizers[0])  # empty under ZeRO-3 outside step(): then masters, so sharded
         sharded = dist.is_available() and dist.is_initialized() and (
@@ -313,13 +314,35 @@ class InStepReposition:
 
     def rollback_now(self) -> None:
         """A rollback found outside a step: θ0 into the tensors the optimizer steps, then into the model where an
-        engine keeps separate master copies (DeepSpeed ZeRO-1/2 and bf16: `update_lp_params`)."""
+        engine keeps separate master copies (DeepSpeed)."""
         self._rollback()
-        engine = self.guard._norm_source if self.guard is not None else None
-        if engine is not None and hasattr(engine, "update_lp_params"):
-            engine.update_lp_params()
-        # ZeRO-3 copies its masters into the model's partitions only inside step(): until the next step the
-        # model keeps the last weights DeepSpeed applied (finite: DeepSpeed skipped the step that was not)
+        self._sync_model()
+
+    @torch.no_grad()
+    def _sync_model(self) -> None:
+        """Carry a change of DeepSpeed's fp32 masters made between steps into the model's weights, as DeepSpeed
+        itself does at the end of its step(): ZeRO-1/2 and the bf16 optimizer copy this rank's partition into
+        the low-precision flat buffer and all-gather it (`update_lp_params`); ZeRO-3 releases every gathered
+        parameter (a forward may leave some gathered for reuse), copies each sub-group's masters into the
+        model's partitions (gathered at the next forward) and re-gathers the persistent parameters it keeps whole. Without an engine the optimizer steps the model's own parameters: nothing to do."""
+        e = self.engine
+        if e is None:
+            return
+        if hasattr(e, "update_lp_params"):  # ZeRO-1/2, bf16 optimizer
+            e.update_lp_params()
+        elif hasattr(e, "fp32_partitioned_groups_flat"):  # ZeRO-3
+            if getattr(e, "swap_optimizer", False):
+                raise RuntimeError("SFPO cannot change ZeRO-3's masters between steps while they are swapped out to "
+                                   "NVMe (offload_optimizer.device='nvme'); use CPU offload or none")
+            e._partition_all_parameters()  # as step() does: no gathered copy (kept for reuse) may outlive this
+            for i in range(len(e.fp32_partitioned_groups_flat)):
+                e._reassign_or_swap_out_partitioned_parameters(i)
+            if getattr(e, "persistent_parameters", None):
+                e.persistent_parameters[0].all_gather(e.persistent_parameters)
+            if hasattr(e, "invalidate_secondary_tensor"):  # hpZ's secondary copies are stale now
+                e.invalidate_secondary_tensor()
+        else:
+            raise RuntimeError(f"SFPO does not know how {type(e).__name__} copies its master weights into the model")
 
     @torch.no_grad()
     def _rollback(self) -> None:
@@ -329,13 +352,26 @@ class InStepReposition:
             self.guard.rollback_pending = False
         if not self.theta0_live:
             return
-        for slot, p in enumerate(self.anchor.tensors):
+        for slot, p in enumerate(self._anchored()):
             self.anchor.restore(slot, p)
             if self.state_copy is not None:
                 self.state_copy.restore(slot, self.optimizers[0], p)
         for o in self.optimizers:
-            StepGuard.reset_nonfinite_state(o, self.anchor.tensors)
+            StepGuard.reset_nonfinite_state(o, self._anchored())
         self._sq_drift = {}
+
+    def _anchored(self) -> list[torch.Tensor]:
+        """Between steps, the tensors of the anchor's slots, in slot order: those it anchored in this process, or
+        after a resume inside an RL step (θ0 loaded, nothing anchored yet) the ones the optimizer steps."""
+        if len(self.anchor.tensors) == len(self.anchor.copies):
+            return self.anchor.tensors
+        e = self.engine
+        for name in ("single_partition_of_fp32_groups", "fp32_partitioned_groups_flat", "fp32_groups_flat_partition"):
+            if e is not None and hasattr(e, name):  # ZeRO-1/2, ZeRO-3, bf16 optimizer: one slot per (sub-)group
+                return list(getattr(e, name))
+        if e is not None:
+            raise RuntimeError(f"SFPO does not know where {type(e).__name__} keeps its master weights")
+        return stepped_tensors(self.optimizers[0])
 
     def _reposition(self, tensors: list[torch.Tensor], first_slot: int, alpha: float) -> None:
         for i, p in enumerate(tensors):
@@ -346,12 +382,18 @@ class InStepReposition:
     def reposition_now(self, alpha: float) -> None:
         """The reposition outside `optimizer.step()`, between micro-steps (for an α chosen from the weights θK).
 
-        Only where the optimizer steps the model's own parameters (one process, DDP, FSDP2 shards): there they
-        are reachable between steps and what the next forward uses. Under DeepSpeed the masters exist only
-        inside `step()` and a change of the model's weights would be overwritten, so this refuses."""
+        Where the optimizer steps the model's own parameters (one process, DDP, FSDP2 shards) they are moved in
+        place and the next forward uses them. Under DeepSpeed the anchored tensors are the fp32 masters: they
+        are moved, then copied into the model the way DeepSpeed does after a step (`_sync_model`)."""
+        if not self.theta0_live:
+            raise RuntimeError("the SFPO reposition was asked for outside an RL step (no θ0 is held)")
+        if self.engine is not None:
+            self._reposition(self._anchored(), 0, alpha)
+            self._sync_model()
+            return
         if len(self.optimizers) != 1 or self.dp_group is not None:
             raise RuntimeError("the SFPO reposition can only run between optimizer steps when the optimizer steps "
-                               "the model's own parameters (not under DeepSpeed ZeRO)")
+                               "the model's own parameters or DeepSpeed's masters")
         tensors = stepped_tensors(self.optimizers[0])
         if any(id(p) not in self._model_ids for p in tensors):
             raise RuntimeError("the SFPO reposition can only run between optimizer steps when the optimizer steps "

@@ -19,9 +19,9 @@ non-finite values out of the weights (`sfpo.nonfinite`).
 
 Opt-in variants (defaults are the reference): `sfpo_optimizer_state="restore"` snapshots the optimizer state with
 θ0 and restores it right after the reposition (both in the same hooks); `sfpo_alpha_mode="kl_budget"` defers the
-reposition from pass K's last optimizer step to the start of the slow pass, where the weights are θK on the back
-ends that step the model's own parameters: one no-grad forward there gives KL_K and α_t (`sfpo.kl_budget`), then
-the reposition runs, before the slow pass's first forward.
+reposition from pass K's last optimizer step to the start of the slow pass, where the model holds θK: one no-grad
+forward there gives KL_K and α_t (`sfpo.kl_budget`), then the reposition runs, before the slow pass's first forward
+(under DeepSpeed on the fp32 masters, then copied into the model as DeepSpeed does after a step).
 """
 
 from __future__ import annotations
@@ -193,15 +193,18 @@ class SFPOTrainer(GRPOTrainer):
             )
 
     def _check_kl_budget_backend(self) -> None:
-        """kl_budget repositions between micro-steps (after a forward at θK): impossible where the weights the
-        optimizer steps are DeepSpeed's masters, reachable only inside its step()."""
+        """kl_budget repositions between micro-steps (after a forward at θK); under DeepSpeed that moves the fp32
+        masters and copies them into the model, which cannot be done while ZeRO has swapped them out to NVMe."""
         if self.sfpo_k == 0 or self.args.sfpo_alpha_mode != "kl_budget":
             return
-        if getattr(self.accelerator.state, "deepspeed_plugin", None) is not None:
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        zero = (plugin.deepspeed_config.get("zero_optimization") or {}) if plugin is not None else {}
+        device = (zero.get("offload_optimizer") or {}).get("device")
+        if device == "nvme":
             raise ValueError(
-                "sfpo_alpha_mode='kl_budget' is not supported under DeepSpeed: α_t needs a forward pass at θK before "
-                "the reposition, and under ZeRO the reposition must run inside the optimizer step on the fp32 master "
-                "partitions, before the model holds θK. Use sfpo_alpha_mode='fixed' with DeepSpeed, or DDP/FSDP2"
+                "sfpo_alpha_mode='kl_budget' is not supported with DeepSpeed's offload_optimizer.device='nvme': α_t "
+                "needs a forward pass at θK and then a reposition of the fp32 masters between optimizer steps, when "
+                "ZeRO keeps them swapped out. Use offload_optimizer.device='cpu' or 'none', or sfpo_alpha_mode='fixed'"
             )
 
     # ------------------------------------------------------------------ the RL step
@@ -326,6 +329,9 @@ class SFPOTrainer(GRPOTrainer):
         if hooks is None or hooks.guard is None:
             return
         guard = hooks.guard
+        # the RL step's last optimizer step has run or was skipped (by DeepSpeed): settle it here, so that a skip
+        # counts against this RL step, not the next one
+        hooks.settle()
         reason = guard.reason
         if guard.rollback_pending:  # found outside a step and no step ran since (e.g. DeepSpeed skipped it)
             hooks.rollback_now()
