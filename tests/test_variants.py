@@ -251,3 +251,22 @@ def test_resume_mid_rl_step_with_every_variant_on(tiny_lm, toy_dataset, tmp_path
         assert resumed.state.global_step == full.state.global_step == 12
         assert_same(final, weights(resumed))
         assert resumed.sfpo_switch.state_dict() == full.sfpo_switch.state_dict()
+
+
+@pytest.mark.parametrize(("offload", "refused"), [("nvme", True), ("cpu", False), (None, False)])
+def test_kl_budget_is_refused_only_with_nvme_optimizer_offload(offload, refused):
+    """Under DeepSpeed kl_budget moves the fp32 masters between steps: impossible while ZeRO swaps them to NVMe."""
+    from types import SimpleNamespace
+
+    zero = {"stage": 3, **({"offload_optimizer": {"device": offload}} if offload else {})}
+    plugin = SimpleNamespace(deepspeed_config={"zero_optimization": zero})
+    fake = SimpleNamespace(
+        sfpo_k=3,
+        args=SimpleNamespace(sfpo_alpha_mode="kl_budget"),
+        accelerator=SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin)),
+    )
+    if refused:
+        with pytest.raises(ValueError, match="offload_optimizer.device='nvme'"):
+            SFPOTrainer._check_kl_budget_backend(fake)
+    else:
+        SFPOTrainer._check_kl_budget_backend(fake)
