@@ -148,3 +148,22 @@ def test_default_build_lands_in_the_warm_start_band(tmp_path):
     accuracy = info["heldout_accuracy"]
     assert 0.1 <= accuracy["temperature_1"] <= 0.6
     assert accuracy["greedy"] >= accuracy["temperature_1"] - 0.05
+
+
+def test_load_tokenizer_keeps_the_character_vocabulary_of_a_tiny_policy_folder(tmp_path):
+    """A tiny-policy folder declares model_type qwen2, for which AutoTokenizer forces Qwen2Tokenizer (it dropped
+    the spaces of this vocabulary); load_tokenizer loads the folder's own tokenizer, as built."""
+    from transformers import Qwen2Config
+
+    from sfpo.tiny import INFO_FILE, build_tokenizer, load_tokenizer
+
+    built = build_tokenizer()
+    built.save_pretrained(tmp_path)
+    Qwen2Config(vocab_size=len(built), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                num_key_value_heads=1, intermediate_size=8).save_pretrained(tmp_path)
+    (tmp_path / INFO_FILE).write_text("{}")
+    loaded = load_tokenizer(tmp_path)
+    text = "What is 3 + 4? f=lambda x: 7 * x"
+    assert loaded(text)["input_ids"] == built(text)["input_ids"]
+    assert len(loaded(text)["input_ids"]) == len(text)  # one token per character, spaces included
+    assert loaded.decode(loaded(text)["input_ids"]) == text

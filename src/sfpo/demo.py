@@ -191,11 +191,10 @@ def _quiet():
 
 
 def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progress=None) -> Path:
-    from transformers import AutoTokenizer
-
     from sfpo.interrupt import GracefulStop
     from sfpo.runlog import RunRecorder
     from sfpo.tasks import get_task
+    from sfpo.tiny import load_tokenizer
     from sfpo.trainer import SFPOTrainer
 
     task = get_task(settings.task)
@@ -204,7 +203,7 @@ def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progre
     resolved = {"name": arm, "arm": arm, "task": settings.task, "policy": settings.policy, "policy_path": policy,
                 "demo": {k: v for k, v in vars(settings).items() if k != "extra"}, "trainer": args.to_dict()}
     (run_dir / "config.json").write_text(json.dumps(resolved, indent=2, default=str) + "\n")
-    tokenizer = AutoTokenizer.from_pretrained(policy)
+    tokenizer = load_tokenizer(policy)
     data = task.train_dataset(settings.train_problems, seed=settings.seed)
     with _quiet():
         trainer = SFPOTrainer(model=policy, reward_funcs=task.reward, args=args, train_dataset=data,

@@ -39,10 +39,12 @@ def _torch_kwargs(model_kwargs: dict) -> dict:
 
 def load_policy(model: str, model_kwargs: dict | None = None):
     """(model, tokenizer) from a hub id or a local folder, with a clear error when neither works."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from sfpo.tiny import load_tokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model)
+        tokenizer = load_tokenizer(model)
         policy = AutoModelForCausalLM.from_pretrained(model, **_torch_kwargs(model_kwargs or {}))
     except OSError as err:
         raise ModelUnavailableError(

@@ -1,8 +1,9 @@
 """The embedded tiny policy: a character-level Qwen2 built offline and warm-started on a task.
 
 ``build_tiny_policy("arithmetic", seed=0)`` returns a folder that loads with
-``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained``, so the rest of the project
-treats it like any hub model. The warm start is a deliberately short supervised fine-tune on worked
+``AutoModelForCausalLM.from_pretrained`` and :func:`load_tokenizer`, so the rest of the project treats it like
+any hub model. (``AutoTokenizer`` would not do: transformers maps every ``qwen2`` model to ``Qwen2Tokenizer``
+whatever the folder declares, and that one drops the spaces of this character-level vocabulary when encoding.) The warm start is a deliberately short supervised fine-tune on worked
 solutions: the policy starts well above zero on held-out problems when sampling at temperature 1.0 (how
 RL rollouts are drawn) but far from solving them, so GRPO and SFPO have something to improve.
 
@@ -52,6 +53,7 @@ __all__ = [
     "build_tokenizer",
     "generation_kwargs_for",
     "load_tiny_info",
+    "load_tokenizer",
     "tiny_cache_path",
 ]
 
@@ -217,6 +219,16 @@ def _is_complete(folder: Path) -> bool:
 def load_tiny_info(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The build record of a tiny-policy folder: settings, build time, measured held-out accuracy."""
     return json.loads((Path(folder) / INFO_FILE).read_text())
+
+
+def load_tokenizer(name_or_path: str | os.PathLike[str]) -> Any:
+    """The tokenizer of a model folder or hub id: a tiny-policy folder's own character-level tokenizer,
+    otherwise whatever ``AutoTokenizer`` picks."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if _is_complete(Path(name_or_path)):
+        return PreTrainedTokenizerFast.from_pretrained(str(name_or_path))
+    return AutoTokenizer.from_pretrained(name_or_path)
 
 
 def _remove_stale_temps(root: Path, key: str) -> None:
