@@ -324,7 +324,8 @@ class InStepReposition:
         itself does at the end of its step(): ZeRO-1/2 and the bf16 optimizer copy this rank's partition into
         the low-precision flat buffer and all-gather it (`update_lp_params`); ZeRO-3 releases every gathered
         parameter (a forward may leave some gathered for reuse), copies each sub-group's masters into the
-        model's partitions (gathered at the next forward) and re-gathers the persistent parameters it keeps whole. Without an engine the optimizer steps the model's own parameters: nothing to do."""
+        model's partitions (gathered at the next forward) and re-gathers the persistent parameters it keeps
+        whole. Without an engine the optimizer steps the model's own parameters: nothing to do."""
         e = self.engine
         if e is None:
             return
