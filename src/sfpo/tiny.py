@@ -5,8 +5,9 @@
 any hub model. (``AutoTokenizer`` would not do: transformers maps every ``qwen2`` model to ``Qwen2Tokenizer``
 whatever the folder declares, and that one drops the spaces of this character-level vocabulary when encoding.)
 
-The warm start is a deliberately short supervised fine-tune on worked solutions: the policy starts well above zero on held-out problems when sampling at temperature 1.0 (how
-RL rollouts are drawn) but far from solving them, so GRPO and SFPO have something to improve.
+The warm start is a deliberately short supervised fine-tune on worked solutions: the policy starts well
+above zero on held-out problems when sampling at temperature 1.0 (how RL rollouts are drawn) but far from
+solving them, so GRPO and SFPO have something to improve.
 
 The fine-tune uses a little label smoothing. It leaves the policy knowing more than it samples (greedy
 accuracy well above temperature-1 accuracy), like a pretrained model whose pass@k exceeds its pass@1, and
