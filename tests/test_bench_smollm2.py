@@ -24,7 +24,7 @@ def bench():
 
 
 def settings(**changes) -> DemoSettings:
-    base = {**SMOLLM2, "policy": "smollm2", "steps": 2, "eval_every": 1, "eval_problems": 20}
+    base = {**SMOLLM2, "policy": "smollm2", "task": "addition-50", "steps": 2, "eval_every": 1, "eval_problems": 20}
     return DemoSettings(**{**base, **changes})
 
 
