@@ -646,15 +646,18 @@ def _median_over_runs(per_run: Sequence[dict[str, float | None]], keys: Sequence
     return out
 
 
+def _per_arm(runs: Sequence[Run], numbers, keys: Sequence[str]) -> dict[str, Any]:
+    """Median over runs of each number (None where no run has it), plus each run's numbers."""
+    per_run = [numbers(r) for r in runs]
+    return {**_median_over_runs(per_run, keys), "n_runs": len(runs), "runs": per_run}
+
+
 def arm_stability(runs: Sequence[Run]) -> dict[str, Any]:
-    """Median over runs of each stability number (None where no run has it), plus each run's numbers."""
-    per_run = [stability(r) for r in runs]
-    return {**_median_over_runs(per_run, STABILITY_KEYS), "n_runs": len(runs), "runs": per_run}
+    return _per_arm(runs, stability, STABILITY_KEYS)
 
 
 def arm_timing(runs: Sequence[Run]) -> dict[str, Any]:
-    per_run = [timing(r) for r in runs]
-    return {**_median_over_runs(per_run, TIMING_KEYS), "n_runs": len(runs), "runs": per_run}
+    return _per_arm(runs, timing, TIMING_KEYS)
 
 
 def _fmt_opt(x: float | None, spec: str) -> str:
@@ -843,9 +846,8 @@ def write_report(
         written.append(
             plot_runs(arms, metric, out_dir / f"{_slug(metric)}_vs_wall.png", x="wall_s", hline=hline)
         )
-    for name in ("entropy", LENGTH_KEYS):  # stability: both arms against rollouts, where logged
-        keys = (name,) if isinstance(name, str) else name
-        runs = (*baselines, *candidates)
+    runs = (*baselines, *candidates)
+    for keys in (("entropy",), LENGTH_KEYS):  # stability: both arms against rollouts, where logged
         key = next((k for k in keys if any(_points_or_empty(r, k, "rollouts") for r in runs)), None)
         if key is not None:
             written.append(plot_runs(arms, key, out_dir / f"{_slug(keys[-1])}_vs_rollouts.png"))

@@ -85,7 +85,7 @@ class Anchor:
             raise ValueError(f"sfpo_anchor_device={device!r} is not allowed; use 'same' or 'cpu'")
         self.device = device
         self.copies: list[torch.Tensor] = []
-        self.tensors: list[torch.Tensor] = []  # what each slot anchored last (for inspection and tests)
+        self.tensors: list[torch.Tensor] = []  # what each slot anchored last (rollbacks between steps use them)
 
     @property
     def nbytes(self) -> int:
@@ -353,12 +353,15 @@ class InStepReposition:
             self.guard.rollback_pending = False
         if not self.theta0_live:
             return
-        for slot, p in enumerate(self._anchored()):
+        tensors = self._anchored()
+        for slot, p in enumerate(tensors):
             self.anchor.restore(slot, p)
             if self.state_copy is not None:
-                self.state_copy.restore(slot, self.optimizers[0], p)
+                # into the optimizer that holds this tensor's state (under ZeRO-3 partial offload, maybe the backup)
+                owner = next((o for o in self.optimizers if p in o.state), self.optimizers[0])
+                self.state_copy.restore(slot, owner, p)
         for o in self.optimizers:
-            StepGuard.reset_nonfinite_state(o, self._anchored())
+            StepGuard.reset_nonfinite_state(o, tensors)
         self._sq_drift = {}
 
     def _anchored(self) -> list[torch.Tensor]:
@@ -388,18 +391,13 @@ class InStepReposition:
         are moved, then copied into the model the way DeepSpeed does after a step (`_sync_model`)."""
         if not self.theta0_live:
             raise RuntimeError("the SFPO reposition was asked for outside an RL step (no θ0 is held)")
-        if self.engine is not None:
-            self._reposition(self._anchored(), 0, alpha)
-            self._sync_model()
-            return
-        if len(self.optimizers) != 1 or self.dp_group is not None:
+        tensors = self._anchored()
+        if self.engine is None and (len(self.optimizers) != 1 or self.dp_group is not None
+                                    or any(id(p) not in self._model_ids for p in tensors)):
             raise RuntimeError("the SFPO reposition can only run between optimizer steps when the optimizer steps "
-                               "the model's own parameters or DeepSpeed's masters")
-        tensors = stepped_tensors(self.optimizers[0])
-        if any(id(p) not in self._model_ids for p in tensors):
-            raise RuntimeError("the SFPO reposition can only run between optimizer steps when the optimizer steps "
-                               "the model's own parameters; this optimizer steps other tensors (master copies)")
+                               "the model's own parameters or DeepSpeed's masters; this one steps other tensors")
         self._reposition(tensors, 0, alpha)
+        self._sync_model()
 
     def _drift_key(self, p: torch.Tensor) -> tuple:
         """How this tensor's squared drift is summed over ranks: a DTensor over its Shard mesh dims (over a

@@ -274,7 +274,7 @@ def build_tiny_policy(
         logger.info(
             "building tiny policy %s (a few minutes on 2 cores: portable, single-threaded kernels)", key
         )
-        accuracy = _build_portable(resolved_task, seed, settings, tmp)
+        built = _build_portable(resolved_task, seed, settings, tmp)
         info = {
             "key": key,
             "version": TINY_VERSION,
@@ -282,9 +282,9 @@ def build_tiny_policy(
             "task_params": dataclasses.asdict(resolved_task),
             "seed": seed,
             "settings": dataclasses.asdict(settings),
-            "parameters": accuracy.pop("parameters"),
-            "cpu_capability": accuracy.pop("cpu_capability"),
-            "heldout_accuracy": accuracy,
+            "parameters": built["parameters"],
+            "cpu_capability": built["cpu_capability"],
+            "heldout_accuracy": built["heldout_accuracy"],
             "build_seconds": round(time.perf_counter() - started, 1),
             **generation_kwargs_for(resolved_task),
         }
@@ -302,12 +302,13 @@ def build_tiny_policy(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.info("tiny policy ready at %s: %s", final, accuracy)
+    logger.info("tiny policy ready at %s: %s", final, built["heldout_accuracy"])
     return final
 
 
 def _build_portable(task: Task, seed: int, settings: TinySettings, folder: Path) -> dict[str, Any]:
-    """Train and save into ``folder`` in a child process with :data:`PORTABLE_ENV`; returns the accuracies.
+    """Train and save into ``folder`` in a child process with :data:`PORTABLE_ENV`; returns the held-out
+    accuracies, the parameter count and the CPU capability the child's torch ran with.
 
     A child process because the environment variables only act when torch is loaded. It is started with
     ``-m sfpo.tiny`` (not multiprocessing), so a caller's script without a ``__main__`` guard is never re-run.
@@ -327,9 +328,9 @@ def _build_portable(task: Task, seed: int, settings: TinySettings, folder: Path)
     result = folder / "build_result.json"
     if done.returncode != 0 or not result.is_file():
         raise RuntimeError(f"the tiny-policy build failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    accuracy = json.loads(result.read_text())
+    built = json.loads(result.read_text())
     result.unlink()
-    return accuracy
+    return built
 
 
 def _child_build(job: str) -> None:
@@ -345,9 +346,12 @@ def _child_build(job: str) -> None:
     tokenizer.save_pretrained(out)
     import torch
 
-    accuracy["parameters"] = sum(p.numel() for p in model.parameters())
-    accuracy["cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # DEFAULT: the portable kernels
-    (out / "build_result.json").write_text(json.dumps(accuracy))
+    built = {
+        "heldout_accuracy": accuracy,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # DEFAULT: the portable kernels
+    }
+    (out / "build_result.json").write_text(json.dumps(built))
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ forward there gives KL_K and α_t (`sfpo.kl_budget`), then the reposition runs, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -549,9 +550,13 @@ class NonFiniteTrainingError(RuntimeError):
     """Training stopped because of non-finite values (see docs/failure-modes.md)."""
 
 
-# The opt-in variants and their reference values (logged when a run departs from them).
-_REFERENCE = {"sfpo_switch_warmup": 0, "sfpo_switch_patience": 1, "sfpo_optimizer_state": "keep",
-              "sfpo_alpha_mode": "fixed", "sfpo_kl_budget": None}
+# The opt-in variants and their reference values, SFPOConfig's defaults (logged when a run departs from them).
+_REFERENCE = {
+    f.name: f.default
+    for f in dataclasses.fields(SFPOConfig)
+    if f.name in ("sfpo_switch_warmup", "sfpo_switch_patience", "sfpo_optimizer_state", "sfpo_alpha_mode",
+                  "sfpo_kl_budget")
+}
 
 # The multimodal inputs TRL's own loss forwards pass on, if the batch has them.
 _FORWARD_KEYS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
