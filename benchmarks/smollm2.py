@@ -7,8 +7,9 @@ every seed x {grpo, sfpo (K=3, alpha=0.8)} at --lr, plus both arms at --other-lr
 one at a time into `--out/<arm>-lr<lr>-seed<seed>/` (config.json, metrics.jsonl, run.json with the time it
 took). The benchmark is resumable: a finished run with the same settings is reused, an unfinished one is run
 again from the start, a finished one with other settings is an error (use another --out). `--max-new-runs N`
-stops after N new runs, so the plan can be spread over sessions; the summary covers the seeds where both arms
-are finished. Needs `make smollm2`.
+stops after N new runs and `--arms sfpo` runs one arm only, so the plan can be spread over sessions; the
+summary covers the seeds where both arms are finished. `--entropy-coef 0` (with another --out) is the ablation
+of the demo's entropy bonus. Needs `make smollm2`.
 
     python benchmarks/smollm2.py --seeds 0 1 2 --steps 16 --eval-every 2 --eval-problems 200 \\
         --lr 1e-5 --other-lr 2e-5 --other-lr-seeds 0 --out benchmarks/results/smollm2
@@ -49,6 +50,7 @@ IDENTITY = (
     "eval_top_p",
     "zscore_window",
     "train_problems",
+    "entropy_coef",
     "seed",
 )
 
@@ -68,7 +70,8 @@ def finished(folder: Path, settings: DemoSettings) -> bool:
         return False
     saved = json.loads((folder / "config.json").read_text())["demo"]
     wanted = identity(settings)
-    differ = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+    defaults = identity(DemoSettings())  # a setting added after the run was made held its default then
+    differ = {k: (saved.get(k, defaults[k]), v) for k, v in wanted.items() if saved.get(k, defaults[k]) != v}
     if differ:
         raise SystemExit(
             f"error: {folder} holds a finished run with other settings {differ} (saved, wanted); "
@@ -159,6 +162,19 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=SMOLLM2["learning_rate"])
     parser.add_argument("--other-lr", type=float, default=2e-5)
     parser.add_argument("--other-lr-seeds", type=int, nargs="*", default=[0], help="none: skip the other lr")
+    parser.add_argument(
+        "--entropy-coef",
+        type=float,
+        default=DemoSettings.entropy_coef,
+        help="entropy bonus for both arms (the demo's default; 0 = off, for the ablation: use another --out)",
+    )
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        choices=ARMS,
+        default=list(ARMS),
+        help="run only these arms (finished runs of the others are still summarized)",
+    )
     parser.add_argument("--max-new-runs", type=int, default=None, help="stop after this many new runs")
     parser.add_argument("--out", default="benchmarks/results/smollm2")
     opts = parser.parse_args()
@@ -173,6 +189,7 @@ def main() -> None:
             "steps": opts.steps,
             "eval_every": opts.eval_every,
             "eval_problems": opts.eval_problems,
+            "entropy_coef": opts.entropy_coef,
         }
     )
     base.validate()
@@ -183,7 +200,7 @@ def main() -> None:
         for arm in ARMS:
             folder = out / run_name(arm, lr, seed)
             done = finished(folder, settings)
-            if not done and (opts.max_new_runs is None or new_runs < opts.max_new_runs):
+            if not done and arm in opts.arms and (opts.max_new_runs is None or new_runs < opts.max_new_runs):
                 policy = policy or build_policy(settings)
                 print(f"running {folder} ...", flush=True)
                 seconds = run_one(settings, arm, folder, policy)

@@ -51,6 +51,35 @@ def test_finished_reused_unfinished_not_other_settings_refused(bench, tmp_path):
         bench.finished(tmp_path / "done", settings(seed=0, learning_rate=3e-5))
 
 
+def test_a_setting_added_later_reads_as_its_default_and_still_separates_runs(bench, tmp_path):
+    s = settings(seed=0)
+    old = fake_run(tmp_path / "old", s, last_step=2)
+    config = json.loads((old / "config.json").read_text())
+    del config["demo"]["entropy_coef"]  # a run made before the entropy bonus was a setting
+    (old / "config.json").write_text(json.dumps(config))
+    assert bench.finished(old, s)
+    with pytest.raises(SystemExit, match=r"entropy_coef.*\(0\.001, 0\.0\)"):
+        bench.finished(old, settings(seed=0, entropy_coef=0.0))
+
+
+def test_arms_option_runs_only_the_named_arm(bench, tmp_path, monkeypatch):
+    ran = []
+
+    def record(s, arm, folder, policy):
+        ran.append((arm, s.entropy_coef))
+        fake_run(folder, s, last_step=s.steps)
+        return 1.0
+
+    monkeypatch.setattr(bench, "run_one", record)
+    monkeypatch.setattr(bench, "build_policy", lambda s: "policy")
+    argv = ["smollm2.py", "--seeds", "0", "--steps", "2", "--eval-every", "1", "--eval-problems", "20"]
+    argv += ["--other-lr-seeds", "--entropy-coef", "0", "--arms", "sfpo", "--out", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    assert ran == [("sfpo", 0.0)]
+    assert "Not run yet: grpo-lr1e-05-seed0." in (tmp_path / "summary.md").read_text()
+
+
 def test_rerun_of_a_finished_plan_runs_nothing_and_summarizes(bench, tmp_path, monkeypatch):
     s = settings(seed=0)
     for arm, acc in (("grpo", 0.3), ("sfpo", 0.4)):

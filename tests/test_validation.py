@@ -95,6 +95,7 @@ CASES = [
     ("demo --steps 0", ["--steps 0", "≥ 1"]),
     ("demo --seed -1", ["--seed -1", "[0, 4294967295]"]),
     ("demo --learning-rate inf", ["--learning-rate inf", "finite number > 0"]),
+    ("demo --entropy-coef -0.1", ["--entropy-coef -0.1", "finite number ≥ 0"]),
     ("demo --task chess", ["--task 'chess'", "arithmetic"]),
     ("demo --arms grpo,ppo", ["'ppo'", "sfpo"]),
     ("eval --model tiny --benchmarks arithmetic --top-p 1.5", ["--top-p 1.5", "(0, 1]"]),

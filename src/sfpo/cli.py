@@ -46,6 +46,7 @@ def demo(
     policy: str = typer.Option("tiny", help="tiny (built offline) or smollm2 (needs the smollm2 extra)."),
     eval_every: int = typer.Option(None, help="Evaluate held-out accuracy every N RL steps [default: 3; smollm2: 4]."),
     learning_rate: float = typer.Option(None, help="Override the learning rate (same for every arm)."),
+    entropy_coef: float = typer.Option(None, help="Entropy bonus for every arm [default: 0.001]; 0 turns it off."),
 ) -> None:
     """Train a GRPO baseline and SFPO from the same warm start, offline, and compare them."""
     from sfpo.demo import SMOLLM2, DemoSettings, prepare_out, run_demo
@@ -60,6 +61,8 @@ def demo(
         if not (learning_rate > 0 and math.isfinite(learning_rate)):
             fail(f"--learning-rate {learning_rate!r} is not allowed: it must be a finite number > 0")
         settings.learning_rate = learning_rate
+    if entropy_coef is not None:
+        settings.entropy_coef = entropy_coef
     _check_seed(seed)
     try:
         settings.validate()
