@@ -192,7 +192,10 @@ def main() -> None:
             "entropy_coef": opts.entropy_coef,
         }
     )
-    base.validate()
+    try:
+        base.validate()
+    except ValueError as err:  # a bad option: name it, before any run folder is touched
+        raise SystemExit(f"error: {err}") from None
     policy, new_runs, plan = None, 0, {lr: {} for lr in lrs}
     for lr, seed in jobs:
         settings = DemoSettings(**{**vars(base), "learning_rate": lr, "seed": seed})

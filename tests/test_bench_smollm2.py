@@ -80,6 +80,14 @@ def test_arms_option_runs_only_the_named_arm(bench, tmp_path, monkeypatch):
     assert "Not run yet: grpo-lr1e-05-seed0." in (tmp_path / "summary.md").read_text()
 
 
+def test_a_bad_option_exits_naming_it_and_writes_nothing(bench, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["smollm2.py", "--entropy-coef", "-1", "--out", str(out)])
+    with pytest.raises(SystemExit, match=r"--entropy-coef -1\.0 is not allowed: it must be a finite number ≥ 0"):
+        bench.main()
+    assert not out.exists()
+
+
 def test_rerun_of_a_finished_plan_runs_nothing_and_summarizes(bench, tmp_path, monkeypatch):
     s = settings(seed=0)
     for arm, acc in (("grpo", 0.3), ("sfpo", 0.4)):
