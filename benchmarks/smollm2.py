@@ -28,6 +28,7 @@ import statistics
 import time
 from pathlib import Path
 
+from sfpo.config import SWITCHES
 from sfpo.demo import SMOLLM2, DemoSettings, build_policy, run_arm
 from sfpo.report import compare_runs, format_table, load_run, write_report
 from sfpo.runlog import read_metrics
@@ -51,6 +52,9 @@ IDENTITY = (
     "zscore_window",
     "train_problems",
     "entropy_coef",
+    "switch",
+    "stop_step",
+    "skip_zero_std_batches",
     "seed",
 )
 
@@ -108,7 +112,7 @@ def summarize(out: Path, lrs: list[float], plan: dict, settings: DemoSettings) -
         f"every {settings.eval_every} RL steps."
     ]
     for lr in lrs:
-        seeds = [s for s in plan[lr] if all(plan[lr][s][arm] for arm in ARMS)]
+        seeds = [s for s in plan[lr] if all(plan[lr][s].get(arm) for arm in ARMS)]
         if not seeds:
             continue
         folders = {arm: [out / run_name(arm, lr, s) for s in seeds] for arm in ARMS}
@@ -163,6 +167,23 @@ def main() -> None:
     parser.add_argument("--other-lr", type=float, default=2e-5)
     parser.add_argument("--other-lr-seeds", type=int, nargs="*", default=[0], help="none: skip the other lr")
     parser.add_argument(
+        "--other-lr-arms", nargs="+", choices=ARMS, default=list(ARMS), help="the arms run at --other-lr"
+    )
+    parser.add_argument("--prompts-per-step", type=int, default=SMOLLM2["prompts_per_step"])
+    parser.add_argument(
+        "--optimizer-steps-per-pass",
+        type=int,
+        default=DemoSettings.optimizer_steps_per_pass,
+        help="mini-batches (AdamW steps) per pass over an RL step's rollouts (the paper: 4)",
+    )
+    parser.add_argument("--switch", choices=SWITCHES, default=DemoSettings.switch, help="when SFPO turns off")
+    parser.add_argument("--stop-step", type=int, default=None, help="with --switch step: first plain-GRPO RL step")
+    parser.add_argument(
+        "--skip-zero-std-batches",
+        action="store_true",
+        help="no update on a batch whose groups all have equal rewards (every arm)",
+    )
+    parser.add_argument(
         "--entropy-coef",
         type=float,
         default=DemoSettings.entropy_coef,
@@ -179,8 +200,9 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/smollm2")
     opts = parser.parse_args()
     out = Path(opts.out)
-    jobs = [(opts.lr, s) for s in opts.seeds] + [(opts.other_lr, s) for s in opts.other_lr_seeds]
-    lrs = list(dict.fromkeys(lr for lr, _ in jobs))
+    jobs = [(opts.lr, s, ARMS) for s in opts.seeds]
+    jobs += [(opts.other_lr, s, tuple(opts.other_lr_arms)) for s in opts.other_lr_seeds]
+    lrs = list(dict.fromkeys(lr for lr, _, _ in jobs))
     base = DemoSettings(
         **{
             **SMOLLM2,
@@ -190,6 +212,11 @@ def main() -> None:
             "eval_every": opts.eval_every,
             "eval_problems": opts.eval_problems,
             "entropy_coef": opts.entropy_coef,
+            "prompts_per_step": opts.prompts_per_step,
+            "optimizer_steps_per_pass": opts.optimizer_steps_per_pass,
+            "switch": opts.switch,
+            "stop_step": opts.stop_step,
+            "skip_zero_std_batches": opts.skip_zero_std_batches,
         }
     )
     try:
@@ -197,10 +224,10 @@ def main() -> None:
     except ValueError as err:  # a bad option: name it, before any run folder is touched
         raise SystemExit(f"error: {err}") from None
     policy, new_runs, plan = None, 0, {lr: {} for lr in lrs}
-    for lr, seed in jobs:
+    for lr, seed, planned in jobs:
         settings = DemoSettings(**{**vars(base), "learning_rate": lr, "seed": seed})
         plan[lr][seed] = {}
-        for arm in ARMS:
+        for arm in planned:
             folder = out / run_name(arm, lr, seed)
             done = finished(folder, settings)
             if not done and arm in opts.arms and (opts.max_new_runs is None or new_runs < opts.max_new_runs):
@@ -212,7 +239,7 @@ def main() -> None:
             elif done:
                 print(f"reusing {folder} (finished)", flush=True)
             plan[lr][seed][arm] = done
-    pending = [run_name(a, lr, s) for lr in plan for s in plan[lr] for a in ARMS if not plan[lr][s][a]]
+    pending = [run_name(a, lr, s) for lr in plan for s in plan[lr] for a in plan[lr][s] if not plan[lr][s][a]]
     summary = summarize(out, lrs, plan, base)
     if pending:
         summary += f"\nNot run yet: {', '.join(pending)}.\n"

@@ -39,7 +39,7 @@ def main(out: Path, job: str, opts: dict) -> None:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from conftest import digit_reward
+    from conftest import digit_reward, flat_then_digit_reward
     from sfpo import SFPOConfig, SFPOTrainer
 
     common = dict(
@@ -49,6 +49,10 @@ def main(out: Path, job: str, opts: dict) -> None:
         ddp_backend="gloo", save_strategy="steps" if opts.get("save_steps") else "no",
         save_steps=opts.get("save_steps") or 500,
     )
+    reward = digit_reward
+    if opts.get("zero_std"):  # the first generation batch has no reward spread, and is skipped
+        common.update(weight_decay=0.01)  # so that an update on it would move the weights
+        reward = flat_then_digit_reward
     if opts.get("vllm"):
         common.update(use_vllm=True, vllm_mode="server")
     if opts.get("sgd"):  # no optimizer state: the α = 0 identity holds exactly
@@ -69,7 +73,7 @@ def main(out: Path, job: str, opts: dict) -> None:
             sfpo_zscore_window=opts.get("window", 30),
         )
         args = SFPOConfig(**common, sfpo_inner_steps=k, sfpo_alpha=1.0 if opts.get("model_side") else alpha,
-                          sfpo_max_rl_steps=rl_steps, **variants)
+                          sfpo_max_rl_steps=rl_steps, skip_zero_std_batches=bool(opts.get("zero_std")), **variants)
         args.control_alpha = alpha
         cls = ModelSideReposition if opts.get("model_side") else SFPOTrainer
         if opts.get("nan_at") is not None:  # a NaN loss at these micro-steps: the non-finite guard's rollback
@@ -109,7 +113,7 @@ def main(out: Path, job: str, opts: dict) -> None:
         peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     data = Dataset.from_dict({"prompt": [f"{a}+{b}=" for a in range(8) for b in range(8)]})
     try:
-        trainer = cls(model=str(out / "model"), reward_funcs=digit_reward, args=args, train_dataset=data,
+        trainer = cls(model=str(out / "model"), reward_funcs=reward, args=args, train_dataset=data,
                       callbacks=callbacks, peft_config=peft_config)
     except ValueError as err:
         if not opts.get("expect_error"):
@@ -137,6 +141,9 @@ def main(out: Path, job: str, opts: dict) -> None:
             rl_step=trainer.sfpo_rl_step,
             skipped_rl_steps=trainer.sfpo_skipped_rl_steps,
             alphas=[h["sfpo/alpha"] for h in trainer.state.log_history if "sfpo/alpha" in h],
+            zero_std_skips=[h["sfpo/skipped_zero_std_batch"] for h in trainer.state.log_history
+                            if "sfpo/skipped_zero_std_batch" in h],
+            optimizer_state_empty=all(not o.state for o in trainer._hooks().optimizers),
             kl_fast=[h["sfpo/kl_fast"] for h in trainer.state.log_history if "sfpo/kl_fast" in h],
             switch=trainer.sfpo_switch.state_dict(),
             stepping=sorted({type(o).__name__ for o in trainer._hooks().optimizers}),

@@ -62,3 +62,11 @@ def toy_dataset():
 def digit_reward(completions, answer=None, **kwargs):
     """Dense toy reward: share of characters that are digits (varies across samples, so advantages ≠ 0)."""
     return [sum(c.isdigit() for c in text) / max(len(text), 1) for text in completions]
+
+
+def flat_then_digit_reward(completions, trainer_state=None, **kwargs):
+    """0.5 for every completion of the first generation batch (global step 0: every group flat, all advantages
+    zero), then `digit_reward`. Keyed on the trainer's state, so a resumed run scores the same batches the same."""
+    if trainer_state is not None and trainer_state.global_step == 0:
+        return [0.5] * len(completions)
+    return digit_reward(completions)

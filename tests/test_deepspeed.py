@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from transformers import AutoModelForCausalLM
 
 from conftest import build_tiny_lm
 
@@ -93,6 +94,8 @@ def ddp(out):
         # the opt-in variants (tests/test_variants.py has their identities on one process)
         ["ddp-restore", {**VARIANTS, "optimizer_state": "restore"}],
         ["ddp-kl", KL_BUDGET],
+        ["ddp-zero-std-1", {"zero_std": True, "rl_steps": 1}],  # the skipped batch alone
+        ["ddp-zero-std", {"zero_std": True}],
     ]
     return launch(out, jobs, None, 29611)
 
@@ -108,6 +111,8 @@ def zero2(out):
         ["z2-nan", {"nan_at": [1]}],
         ["z2-restore", {**VARIANTS, "optimizer_state": "restore"}],
         ["z2-kl", KL_BUDGET],
+        ["z2-zero-std-1", {"zero_std": True, "rl_steps": 1}],
+        ["z2-zero-std", {"zero_std": True}],
     ]
     return launch(out, jobs, cpu_config(out, "zero2"), 29612)
 
@@ -296,3 +301,17 @@ def test_kl_budget_under_zero2_and_zero3_matches_ddp(ddp, zero2, zero3):
             assert_close(r["weights"], ref["weights"])
     # the weights are not what fixed α would give: α_t < α took effect on the masters and reached the model
     assert max_diff(zero2["z2-kl"][0]["weights"], zero2["z2-restore"][0]["weights"]) > 1e-3
+
+
+def test_a_zero_std_batch_is_skipped_alike_under_ddp_and_zero2(out, ddp, zero2):
+    start = {n: p.float() for n, p in AutoModelForCausalLM.from_pretrained(out / "model").named_parameters()}
+    for ranks in (ddp["ddp-zero-std-1"], zero2["z2-zero-std-1"]):
+        for r in ranks:  # no optimizer step on either rank: the weights (the masters under ZeRO) are the start's
+            assert r["zero_std_skips"] == [1] and r["rl_step"] == 1
+            assert_close(r["weights"], start, rtol=0, atol=0)
+        assert ranks[0]["optimizer_state_empty"] and ranks[1]["optimizer_state_empty"]
+    for ranks in (ddp["ddp-zero-std"], zero2["z2-zero-std"]):
+        for r in ranks:
+            assert r["zero_std_skips"] == [1, 0] and len(r["drifts"]) == 1  # only RL step 2 repositioned
+    assert_close(zero2["z2-zero-std"][0]["weights"], ddp["ddp-zero-std"][0]["weights"])
+    assert max_diff(ddp["ddp-zero-std"][0]["weights"], start) > 1e-3

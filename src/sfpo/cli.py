@@ -47,6 +47,13 @@ def demo(
     eval_every: int = typer.Option(None, help="Evaluate held-out accuracy every N RL steps [default: 3; smollm2: 4]."),
     learning_rate: float = typer.Option(None, help="Override the learning rate (same for every arm)."),
     entropy_coef: float = typer.Option(None, help="Entropy bonus for every arm [default: 0.001]; 0 turns it off."),
+    prompts_per_step: int = typer.Option(None, help="Prompts per RL step [default: 16; smollm2: 4]."),
+    optimizer_steps_per_pass: int = typer.Option(None, help="Mini-batches (optimizer steps) per pass [default: 2]."),
+    switch: str = typer.Option(None, help="When SFPO turns itself off: entropy_zscore (default), step or none."),
+    stop_step: int = typer.Option(None, help="With --switch step: the first RL step run as plain GRPO."),
+    skip_zero_std_batches: bool = typer.Option(
+        False, help="No update on a generation batch whose groups all have equal rewards (every arm)."
+    ),
 ) -> None:
     """Train a GRPO baseline and SFPO from the same warm start, offline, and compare them."""
     from sfpo.demo import SMOLLM2, DemoSettings, prepare_out, run_demo
@@ -63,6 +70,11 @@ def demo(
         settings.learning_rate = learning_rate
     if entropy_coef is not None:
         settings.entropy_coef = entropy_coef
+    for name, value in (("prompts_per_step", prompts_per_step), ("optimizer_steps_per_pass", optimizer_steps_per_pass),
+                        ("switch", switch), ("stop_step", stop_step)):
+        if value is not None:
+            setattr(settings, name, value)
+    settings.skip_zero_std_batches = skip_zero_std_batches
     _check_seed(seed)
     try:
         settings.validate()

@@ -66,6 +66,11 @@ class SFPOConfig(GRPOConfig):
         sfpo_max_skipped_rl_steps (`int`, defaults to `3`):
             An RL step that hits a non-finite loss or weights is rolled back to its start; after this many in a
             row training stops (a checkpoint of the last good weights is written first).
+        skip_zero_std_batches (`bool`, defaults to `False`):
+            Skip the update on a generation batch in which every group's rewards are equal (TRL's
+            `frac_reward_zero_std` = 1: all advantages are zero): no forward, backward or optimizer step in any of its
+            passes, no θ0 snapshot or reposition. Its rollouts still count. For GRPO (K = 0) and SFPO alike. Off in the
+            reference code and in TRL; DAPO's dynamic sampling drops such groups and samples more instead.
         num_iterations (`int` or `None`): follows from K (K + 1); any other value is an error.
     """
 
@@ -111,6 +116,10 @@ class SFPOConfig(GRPOConfig):
     sfpo_max_skipped_rl_steps: int = field(
         default=3,
         metadata={"help": "Stop after this many RL steps in a row were rolled back for non-finite values."},
+    )
+    skip_zero_std_batches: bool = field(
+        default=False,
+        metadata={"help": "Skip the update (every pass) on a generation batch whose groups all have zero reward std."},
     )
     num_iterations: int | None = field(
         default=None, metadata={"help": "Follows from sfpo_inner_steps (K + 1); leave unset."}
@@ -203,6 +212,8 @@ class SFPOConfig(GRPOConfig):
             raise _bad("sfpo_max_rl_steps", m, "an int ≥ 1 or None")
         if not _is_int(self.sfpo_max_skipped_rl_steps) or self.sfpo_max_skipped_rl_steps < 1:
             raise _bad("sfpo_max_skipped_rl_steps", self.sfpo_max_skipped_rl_steps, "an int ≥ 1")
+        if not isinstance(self.skip_zero_std_batches, bool):
+            raise _bad("skip_zero_std_batches", self.skip_zero_std_batches, "a bool")
         n = self.num_iterations
         if n is not None and (not _is_int(n) or n < 1):
             raise _bad("num_iterations", n, f"unset, or equal to sfpo_inner_steps + 1 = {k + 1 if _is_int(k) else '?'}")

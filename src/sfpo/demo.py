@@ -66,6 +66,9 @@ class DemoSettings:
     eval_temperature: float = 1.0
     eval_top_p: float = 1.0
     zscore_window: int = 10  # the paper's 30 exceeds a short demo; the rule is the same
+    switch: str = "entropy_zscore"  # SFPOConfig.sfpo_switch; "step" stops SFPO at `stop_step`
+    stop_step: int | None = None  # with switch="step": the first RL step run as plain GRPO
+    skip_zero_std_batches: bool = False  # no update on a generation batch whose groups all have equal rewards
     # A small entropy bonus for both arms. On a batch where every rollout scores 0 it is the only gradient left,
     # and Adam turns it into full-size steps (see the SmolLM2 benchmark); 0 turns it off.
     entropy_coef: float = 0.001
@@ -82,10 +85,28 @@ class DemoSettings:
         if self.policy == "tiny" and self.task not in TINY_TASKS:
             raise ValueError(f"--task {self.task!r} needs a pretrained chat policy (--policy smollm2); the tiny "
                              f"policy is warm-started on {', '.join(TINY_TASKS)}")
-        for name in ("steps", "eval_every", "eval_problems", "eval_samples", "prompts_per_step"):
+        for name in ("steps", "eval_every", "eval_problems", "eval_samples", "prompts_per_step", "num_generations",
+                     "optimizer_steps_per_pass"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} {value!r} is not allowed: it must be an int ≥ 1")
+        batch = self.prompts_per_step * self.num_generations
+        if batch % self.optimizer_steps_per_pass:
+            raise ValueError(
+                f"--optimizer-steps-per-pass {self.optimizer_steps_per_pass} is not allowed: it must divide the "
+                f"{batch} rollouts of an RL step ({self.prompts_per_step} prompts x {self.num_generations})"
+            )
+        from sfpo.config import SWITCHES
+
+        if self.switch not in SWITCHES:
+            raise ValueError(f"--switch {self.switch!r} is not allowed; use one of {', '.join(SWITCHES)}")
+        stop = self.stop_step
+        if self.switch == "step" and (not isinstance(stop, int) or isinstance(stop, bool) or stop < 0):
+            raise ValueError(f"--stop-step {stop!r} is not allowed: --switch step needs an int ≥ 0")
+        if self.switch != "step" and stop is not None:
+            raise ValueError(f"--stop-step {stop!r} only applies with --switch step (here --switch {self.switch})")
+        if not isinstance(self.skip_zero_std_batches, bool):
+            raise ValueError(f"--skip-zero-std-batches {self.skip_zero_std_batches!r} is not allowed: it is a bool")
         coef = self.entropy_coef
         if isinstance(coef, bool) or not isinstance(coef, (int, float)) or not (0 <= coef < math.inf):
             raise ValueError(f"--entropy-coef {coef!r} is not allowed: it must be a finite number ≥ 0")
@@ -155,6 +176,9 @@ def arm_config(settings: DemoSettings, arm: str, run_dir: Path):
         top_p=1.0,
         sfpo_max_rl_steps=settings.steps,
         sfpo_zscore_window=settings.zscore_window,
+        sfpo_switch=settings.switch,
+        sfpo_stop_step=settings.stop_step,
+        skip_zero_std_batches=settings.skip_zero_std_batches,
         **generation_kwargs_for(settings.task),
     )
     fields.update(settings.extra)

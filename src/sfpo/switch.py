@@ -60,7 +60,10 @@ class SFPOSwitch:
             self.active, self.switched_at = False, 0
 
     def update(self, rl_step: int, entropy: float | None) -> bool:
-        """Record step `rl_step`'s training entropy and decide for step `rl_step + 1`. Returns `active`."""
+        """Record step `rl_step`'s training entropy and decide for step `rl_step + 1`. Returns `active`.
+
+        `entropy=None` (no training pass ran) leaves the entropy rule's state as it was; a fixed stop step
+        still counts the RL step."""
         if entropy is not None and math.isfinite(entropy):
             self.history.append(float(entropy))
         self.last_z = entropy_zscore(self.history, self.window) if entropy is not None else None
@@ -68,6 +71,8 @@ class SFPOSwitch:
             return False
         fire = False
         if self.mode == "entropy_zscore":
+            if entropy is None:  # nothing measured (e.g. a skipped zero-std batch): no evidence either way
+                return self.active
             crossed = self.last_z is not None and rl_step >= self.warmup and (
                 abs(self.last_z) >= self.threshold if self.two_sided else self.last_z >= self.threshold
             )

@@ -44,6 +44,7 @@ from sfpo.nonfinite import agree
 from sfpo.reposition import Anchor, InStepReposition, OptimizerStateCopy
 from sfpo.steplog import RLStepWindow
 from sfpo.switch import SFPOSwitch
+from sfpo.zero_std import all_groups_zero_std
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "sfpo_state.json"  # human-readable summary, written by the main process
@@ -155,6 +156,8 @@ class SFPOTrainer(GRPOTrainer):
         self._epoch = -1
         self._loader_pos = 0  # loader batches drawn in the current epoch
         self._resume_position: tuple[int, int] | None = None  # (epoch, loader_pos) from a checkpoint
+        self._zero_std_batch = False  # skip_zero_std_batches: the current generation batch has no reward signal
+        self._pregenerated = None  # the first micro-batch, generated ahead of training_step's own _prepare_inputs
 
     @property
     def sfpo_active(self) -> bool:
@@ -222,6 +225,14 @@ class SFPOTrainer(GRPOTrainer):
             self._pass_entropies = []
             self._drift_norm = None
             self._alpha_t = self._kl_fast = None
+            self._zero_std_batch = False
+            if self.args.skip_zero_std_batches:
+                # Generate (and score) now rather than inside GRPOTrainer.training_step, so that a batch without
+                # reward signal is known before any forward pass of it.
+                model.train()
+                self._pregenerated = self._prepare_inputs(inputs)
+        if self._zero_std_batch:
+            return self._skip_micro_step(phase, cycle, hooks)
         kl_budget = self.args.sfpo_alpha_mode == "kl_budget"
         if hooks is not None:
             # Due in the optimizer step that follows this micro-step: the first one of the RL step snapshots θ0
@@ -256,6 +267,32 @@ class SFPOTrainer(GRPOTrainer):
             self._end_rl_step()
         return loss
 
+    def _skip_micro_step(self, phase: int, cycle: int, hooks: InStepReposition | None) -> torch.Tensor:
+        """A micro-step of a batch whose groups all have zero reward std: no forward, no backward. The optimizer
+        step that follows finds no gradients (torch's optimizers then leave weights and state alone; under
+        DeepSpeed, whose engine steps inside backward, no step runs at all), and no SFPO stage is armed."""
+        self._pregenerated = None
+        if hooks is not None:
+            hooks.expect_step(False)
+        self._step += 1  # TRL's micro-step counter, as GRPOTrainer.training_step advances it
+        if phase == cycle - 1:
+            self._end_rl_step()
+        return torch.zeros((), device=self.args.device)
+
+    def _prepare_inputs(self, generation_batch):
+        if self._pregenerated is not None:  # generated at the start of this micro-step (skip_zero_std_batches)
+            inputs, self._pregenerated = self._pregenerated, None
+            return inputs
+        return super()._prepare_inputs(generation_batch)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if self.args.skip_zero_std_batches and self.model.training:  # gathered over processes: one verdict
+            self._zero_std_batch = all_groups_zero_std(
+                rewards_per_func, self.reward_weights, self.num_generations, self.multi_objective_aggregation
+            )
+        return rewards_per_func
+
     def _kl_budget_reposition(self, model) -> None:
         """KL_K from one no-grad forward over this micro-batch at θK against its log-probs at θ0 (summed over
         ranks, so every rank picks the same α_t), then θ ← θ0 + α_t(θK − θ0), before this micro-step's forward."""
@@ -284,13 +321,15 @@ class SFPOTrainer(GRPOTrainer):
         self._alpha_t, self._kl_fast = alpha, kl
 
     def _end_rl_step(self) -> None:
-        ran_sfpo = self.sfpo_active
+        skipped = self._zero_std_batch
+        ran_sfpo = self.sfpo_active and not skipped
         if ran_sfpo:
             self._drift_norm = self._hooks().drift_norm()  # a scalar all-reduce where the tensors are sharded
         entropy = sum(self._pass_entropies) / len(self._pass_entropies) if self._pass_entropies else None
         self.sfpo_rollouts += self.args.generation_batch_size
+        was_active = self.sfpo_active
         self.sfpo_switch.update(self.sfpo_rl_step, entropy)
-        if ran_sfpo and not self.sfpo_switch.active:
+        if was_active and not self.sfpo_switch.active:
             self.num_iterations = 1  # from the next RL step on: one pass per generation batch
         self.sfpo_rl_step += 1
         self._closing_rl_step = True  # its last optimizer step follows this micro-step
@@ -315,6 +354,8 @@ class SFPOTrainer(GRPOTrainer):
             self._rl_step_t0 = None
         if self.args.sfpo_switch_patience > 1:
             logs["sfpo/switch_streak"] = self.sfpo_switch.streak
+        if self.args.skip_zero_std_batches:
+            logs["sfpo/skipped_zero_std_batch"] = int(skipped)
         # `logging_steps` keeps deciding when TRL writes a log entry: sfpo/* ride along in the next one. The
         # RL step's own record goes to callbacks (`on_rl_step_end`) once its last optimizer step has been taken
         # (and `_close_rl_step` has added the guard's counts).
@@ -491,6 +532,7 @@ class SFPOTrainer(GRPOTrainer):
             "loader_pos": self._loader_pos,
             "mid_rl_step": mid_step,
             "pass_entropies": self._pass_entropies,
+            "zero_std_batch": self._zero_std_batch,
             "drift_norm": self._drift_norm,
             "switch": self.sfpo_switch.state_dict(),
         }
@@ -523,6 +565,7 @@ class SFPOTrainer(GRPOTrainer):
         self.sfpo_rl_step, self.sfpo_rollouts = s["rl_step"], s["rollouts"]
         self.num_iterations, self._step = s["num_iterations"], s["micro_step"]
         self._pass_entropies, self._drift_norm = list(s["pass_entropies"]), s["drift_norm"]
+        self._zero_std_batch = bool(s.get("zero_std_batch", False))  # checkpoints from before the option have none
         self.sfpo_switch.load_state_dict(s["switch"])
         if saved["buffered_inputs"] is not None:
             self._buffered_inputs = saved["buffered_inputs"]
