@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import shutil
 import statistics
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from sfpo.config import SWITCHES
 from sfpo.demo import SMOLLM2, DemoSettings, build_policy, run_arm
-from sfpo.report import compare_runs, format_table, load_run, write_report
+from sfpo.report import compare_runs, format_table, load_run, plot_runs, write_report
 from sfpo.runlog import read_metrics
 
 ARMS = ("grpo", "sfpo")
@@ -103,6 +104,127 @@ def accuracies(folder: Path) -> list[tuple[int, float]]:
     return [(r["rl_step"], r["eval/accuracy"]) for r in load_run(folder).records if "eval/accuracy" in r]
 
 
+def rollouts_to(folder: Path, target: float) -> float | None:
+    """Rollouts at the first evaluation with accuracy >= target; None if the run never got there."""
+    for r in load_run(folder).records:
+        if r.get("eval/accuracy", -1.0) >= target:
+            return r["rollouts"]
+    return None
+
+
+def median_clipped(folder: Path) -> float | None:
+    """Median over the RL steps that trained of TRL's clipped-token fraction (clip_ratio/region_mean)."""
+    values = [r["clip_ratio/region_mean"] for r in load_run(folder).records if "clip_ratio/region_mean" in r]
+    return statistics.median(values) if values else None
+
+
+def standard_error(p: float, n: int) -> float:
+    return math.sqrt(p * (1 - p) / n)
+
+
+# The pre-registered rule (docs/smollm2-preregistered.md), SFPO against a GRPO arm, per seed and over seeds.
+WIN_RATIO, LOSE_RATIO, FINAL_MARGIN = 1.5, 1.2, 0.03
+
+
+def seed_ratio(baseline: float | None, candidate: float | None) -> float:
+    """Baseline's rollouts to target / candidate's: 0 if the candidate never got there, inf if only the baseline
+    never did, 1 if neither did (no evidence of a saving)."""
+    if candidate is None:
+        return 1.0 if baseline is None else 0.0
+    return math.inf if baseline is None else baseline / candidate
+
+
+def seed_verdict(ratio: float, reached: bool, final_diff: float) -> str:
+    if not reached or ratio < LOSE_RATIO:
+        return "loss"
+    if ratio >= WIN_RATIO and final_diff >= -FINAL_MARGIN:
+        return "win"
+    return "inconclusive"
+
+
+def verdict(rows: list[dict]) -> tuple[str, str]:
+    """(wins | loses | inconclusive, the numbers behind it) over the seeds in `rows` (ratio, reached, final_diff)."""
+    n = len(rows)
+    reached = sum(r["reached"] for r in rows)
+    ratio = statistics.median(r["ratio"] for r in rows)
+    final_diff = statistics.median(r["final_diff"] for r in rows)
+    needed = n if n < 5 else 4  # 3 of 3, or 4 of 5
+    why = (
+        f"reached the target in {reached}/{n} seeds, median ratio {ratio:.2f}x, median final difference "
+        f"{final_diff * 100:+.1f} points"
+    )
+    if reached >= needed and ratio >= WIN_RATIO and final_diff >= -FINAL_MARGIN:
+        return "wins", why
+    if ratio < LOSE_RATIO or n - reached >= 2:
+        return "loses", why
+    return "inconclusive", why
+
+
+def preregistered(out: Path, lr: float, other_lr: float, seeds: list[int], target: float, n_eval: int) -> str:
+    """The pre-registered comparison: SFPO at `lr` against GRPO at `other_lr` (primary) and at `lr` (secondary)."""
+    arms = {"grpo-ref": ("grpo", other_lr), "grpo": ("grpo", lr), "sfpo": ("sfpo", lr)}
+    folders = {k: {s: out / run_name(arm, a_lr, s) for s in seeds} for k, (arm, a_lr) in arms.items()}
+    label = {"grpo-ref": f"GRPO {other_lr:g}", "grpo": f"GRPO {lr:g}", "sfpo": f"SFPO {lr:g}"}
+    parts = [f"## Pre-registered verdict: rollouts to {target:.0%} held-out accuracy ({len(seeds)} seeds)"]
+    rows = [
+        f"| seed | {label['grpo-ref']} | {label['sfpo']} | ratio | {label['grpo']} | ratio vs {label['grpo']} | "
+        "final (± s.e.) ref / SFPO / same-lr | best ref / SFPO / same-lr | seed verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    fmt = lambda x: "never" if x is None else f"{x:,.0f}"  # noqa: E731
+    fmt_ratio = lambda r: "inf" if math.isinf(r) else f"{r:.2f}x"  # noqa: E731
+    judged = {"grpo-ref": [], "grpo": []}
+    for seed in seeds:
+        reach = {k: rollouts_to(folders[k][seed], target) for k in arms}
+        acc = {k: accuracies(folders[k][seed]) for k in arms}
+        final = {k: acc[k][-1][1] for k in arms}
+        best = {k: max(v for _, v in acc[k]) for k in arms}
+        for base in judged:
+            judged[base].append(
+                {
+                    "ratio": seed_ratio(reach[base], reach["sfpo"]),
+                    "reached": reach["sfpo"] is not None,
+                    "final_diff": final["sfpo"] - final[base],
+                }
+            )
+        primary = judged["grpo-ref"][-1]
+        rows.append(
+            f"| {seed} | {fmt(reach['grpo-ref'])} | {fmt(reach['sfpo'])} | {fmt_ratio(primary['ratio'])} | "
+            f"{fmt(reach['grpo'])} | {fmt_ratio(judged['grpo'][-1]['ratio'])} | "
+            + " / ".join(f"{final[k]:.1%}" for k in ("grpo-ref", "sfpo", "grpo"))
+            + f" (± {standard_error(final['sfpo'], n_eval):.1%}) | "
+            + " / ".join(f"{best[k]:.1%}" for k in ("grpo-ref", "sfpo", "grpo"))
+            + f" | {seed_verdict(primary['ratio'], primary['reached'], primary['final_diff'])} |"
+        )
+    parts.append("\n".join(rows))
+    for base, role in (("grpo-ref", "primary"), ("grpo", "secondary")):
+        outcome, why = verdict(judged[base])
+        parts.append(f"**{role}: SFPO at {lr:g} {outcome} against {label[base]}** ({why}).")
+    per_seed = {seed_verdict(r["ratio"], r["reached"], r["final_diff"]) for r in judged["grpo-ref"]}
+    if len(seeds) == 3:
+        agree = len(per_seed) == 1 and per_seed != {"inconclusive"}
+        parts.append(
+            "Seeds 0-2 agree: seeds 3 and 4 are not needed."
+            if agree
+            else "Seeds 0-2 do not agree: seeds 3 and 4 run next."
+        )
+    clipped = " | ".join(
+        f"{label[k]} {statistics.median(c) * 100:.1f}%"
+        for k in arms
+        if (c := [v for v in (median_clipped(folders[k][s]) for s in seeds) if v is not None])
+    )
+    parts.append(f"Median clipped-token fraction (median over seeds of each run's median): {clipped}.")
+    runs = {f"{label[k]} ({arms[k][0]})": [load_run(folders[k][s]) for s in seeds] for k in arms}
+    plot_runs(
+        runs,
+        "eval/accuracy",
+        out / "accuracy-vs-rollouts.png",
+        hline=target,
+        hline_label=f"target {target:.0%}",
+    )
+    return "\n\n".join(parts)
+
+
 def summarize(out: Path, lrs: list[float], plan: dict, settings: DemoSettings) -> str:
     """Per-seed rows and medians for each learning rate with at least one finished (grpo, sfpo) pair."""
     parts = [
@@ -149,7 +271,29 @@ def summarize(out: Path, lrs: list[float], plan: dict, settings: DemoSettings) -
             f"({result['matched_pairs']} matched) | |"
         )
         parts += [f"## lr {lr:g}: {len(seeds)} seed(s)", "\n".join(rows), format_table(result)]
+    parts.append(runs_table(out, plan))
     return "\n\n".join(parts) + "\n"
+
+
+def runs_table(out: Path, plan: dict) -> str:
+    """Every finished run: accuracy, the median clipped-token fraction and the zero-std batches skipped."""
+    rows = [
+        "## Runs",
+        "| run | best / final accuracy | median clipped tokens | skipped zero-std batches | minutes |",
+        "|---|---|---|---|---|",
+    ]
+    for lr in plan:
+        for seed in plan[lr]:
+            for arm in (a for a in ARMS if plan[lr][seed].get(a)):
+                folder = out / run_name(arm, lr, seed)
+                acc, clipped = accuracies(folder), median_clipped(folder)
+                skipped = sum(r.get("sfpo/skipped_zero_std_batch", 0) for r in load_run(folder).records)
+                minutes = json.loads((folder / "run.json").read_text())["seconds"] / 60
+                rows.append(
+                    f"| {folder.name} | {max(v for _, v in acc):.1%} / {acc[-1][1]:.1%} | "
+                    f"{'-' if clipped is None else f'{clipped:.2%}'} | {skipped} | {minutes:.0f} |"
+                )
+    return "\n".join(rows[:1]) + "\n\n" + "\n".join(rows[1:])
 
 
 def main() -> None:
@@ -177,7 +321,9 @@ def main() -> None:
         help="mini-batches (AdamW steps) per pass over an RL step's rollouts (the paper: 4)",
     )
     parser.add_argument("--switch", choices=SWITCHES, default=DemoSettings.switch, help="when SFPO turns off")
-    parser.add_argument("--stop-step", type=int, default=None, help="with --switch step: first plain-GRPO RL step")
+    parser.add_argument(
+        "--stop-step", type=int, default=None, help="with --switch step: first plain-GRPO RL step"
+    )
     parser.add_argument(
         "--skip-zero-std-batches",
         action="store_true",
@@ -195,6 +341,12 @@ def main() -> None:
         choices=ARMS,
         default=list(ARMS),
         help="run only these arms (finished runs of the others are still summarized)",
+    )
+    parser.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="pre-registered verdict: rollouts to this held-out accuracy, SFPO at --lr vs GRPO at --other-lr",
     )
     parser.add_argument("--max-new-runs", type=int, default=None, help="stop after this many new runs")
     parser.add_argument("--out", default="benchmarks/results/smollm2")
@@ -241,6 +393,20 @@ def main() -> None:
             plan[lr][seed][arm] = done
     pending = [run_name(a, lr, s) for lr in plan for s in plan[lr] for a in plan[lr][s] if not plan[lr][s][a]]
     summary = summarize(out, lrs, plan, base)
+    if opts.target is not None:
+        seeds = [
+            s
+            for s in opts.seeds
+            if plan[opts.lr][s].get("grpo")
+            and plan[opts.lr][s].get("sfpo")
+            and plan.get(opts.other_lr, {}).get(s, {}).get("grpo")
+        ]
+        if seeds:
+            summary += (
+                "\n"
+                + preregistered(out, opts.lr, opts.other_lr, seeds, opts.target, opts.eval_problems)
+                + "\n"
+            )
     if pending:
         summary += f"\nNot run yet: {', '.join(pending)}.\n"
     out.mkdir(parents=True, exist_ok=True)

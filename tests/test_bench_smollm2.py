@@ -119,3 +119,39 @@ def test_rerun_of_a_finished_plan_runs_nothing_and_summarizes(bench, tmp_path, m
     assert "| 0 | 50.0% / 50.0% | 60.0% / 60.0% | 64 / 32 | 2.00x |" in summary
     assert "Not run yet" not in summary
     assert (tmp_path / "compare-lr1e-05" / "report.md").is_file()
+
+
+def test_the_preregistered_rule(bench):
+    inf = float("inf")
+    assert bench.seed_ratio(800, 400) == 2.0 and bench.seed_ratio(800, None) == 0.0
+    assert bench.seed_ratio(None, 400) == inf and bench.seed_ratio(None, None) == 1.0
+    row = lambda ratio, reached=True, diff=0.0: {"ratio": ratio, "reached": reached, "final_diff": diff}  # noqa: E731
+    assert bench.verdict([row(2.0), row(1.6), row(inf)])[0] == "wins"
+    assert bench.verdict([row(2.0), row(1.6), row(0.0, reached=False)])[0] == "inconclusive"  # 2 of 3 reached
+    assert bench.verdict([row(2.0), row(2.0), row(2.0, diff=-0.05)])[0] == "wins"  # median final difference 0
+    assert bench.verdict([row(2.0), row(2.0, diff=-0.05), row(2.0, diff=-0.04)])[0] == "inconclusive"
+    assert bench.verdict([row(1.1), row(1.15), row(3.0)])[0] == "loses"  # median ratio < 1.2
+    five = [row(2.0), row(2.0), row(2.0), row(0.0, False), row(0.0, False)]
+    assert bench.verdict(five)[0] == "loses"  # missed in 2 seeds
+    assert bench.verdict(five[:4] + [row(1.5)])[0] == "wins"  # 4 of 5 reached, median 2.0
+    assert bench.seed_verdict(1.5, True, -0.03) == "win" and bench.seed_verdict(1.19, True, 0.0) == "loss"
+    assert bench.seed_verdict(1.3, True, 0.0) == "inconclusive" and bench.seed_verdict(9, False, 0) == "loss"
+
+
+def test_target_option_writes_the_preregistered_verdict(bench, tmp_path, monkeypatch):
+    def record(s, arm, folder, policy):  # SFPO reaches 0.5 at RL step 1, GRPO at RL step 2 (at either rate)
+        fake_run(folder, s, last_step=s.steps, accuracy=0.41 if arm == "sfpo" else 0.31)
+        return 1.0
+
+    monkeypatch.setattr(bench, "run_one", record)
+    monkeypatch.setattr(bench, "build_policy", lambda s: "policy")
+    argv = ["smollm2.py", "--seeds", "0", "1", "2", "--steps", "2", "--eval-every", "1", "--eval-problems", "20",
+            "--lr", "5e-6", "--other-lr", "1e-5", "--other-lr-seeds", "0", "1", "2", "--other-lr-arms", "grpo",
+            "--target", "0.5", "--out", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    summary = (tmp_path / "summary.md").read_text()
+    assert not (tmp_path / "sfpo-lr1e-05-seed0").exists()  # --other-lr-arms grpo: no SFPO run at 1e-5
+    assert "**primary: SFPO at 5e-06 wins against GRPO 1e-05** (reached the target in 3/3 seeds, median ratio 2.00x" in summary
+    assert "Seeds 0-2 agree: seeds 3 and 4 are not needed." in summary
+    assert (tmp_path / "accuracy-vs-rollouts.png").is_file()
