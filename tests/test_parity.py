@@ -8,6 +8,9 @@ GRPOTrainer and once with SFPOTrainer:
   the same optimizer steps and log positions: the same keys in every entry, plus `sfpo/*` in the entries written
   after an RL step ended, and different weights (the reposition moved them).
 
+A reward that raises (sync or async) is run the same way at K = 0 and K = 3 (issue 22): the same calls, the same
+exception (type and message) after the same steps; SFPOTrainer only adds a note naming the function.
+
 `logging_steps` is chosen so that there is an entry mid-run and the final summary carries the metrics of the
 steps after it, as TRL writes it. Models and tokenizers are built here, offline: a character-level tokenizer
 with Qwen2.5's chat template (so TRL recognises it for tool calling; passed as `processing_class`, since loading
