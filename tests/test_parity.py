@@ -8,6 +8,9 @@ GRPOTrainer and once with SFPOTrainer:
   the same optimizer steps and log positions: the same keys in every entry, plus `sfpo/*` in the entries written
   after an RL step ended, and different weights (the reposition moved them).
 
+A reward that raises (sync or async) is run the same way at K = 0 and K = 3 (issue 22): the same calls, the same
+exception (type and message) after the same steps; SFPOTrainer only adds a note naming the function.
+
 `logging_steps` is chosen so that there is an entry mid-run and the final summary carries the metrics of the
 steps after it, as TRL writes it. Models and tokenizers are built here, offline: a character-level tokenizer
 with Qwen2.5's chat template (so TRL recognises it for tool calling; passed as `processing_class`, since loading
@@ -273,6 +276,16 @@ def rollout_length(completions, rollout_tokens, **kwargs):
     return [float(n) for n in rollout_tokens]
 
 
+async def async_digit_share(completions, **kwargs):
+    """An async reward (e.g. an LLM judge): TRL awaits it on its event loop."""
+    return digit_share(completions)
+
+
+def odd_only(completions, **kwargs):
+    """None ("not applicable", TRL's convention) for every other sample: TRL leaves those out of the sum."""
+    return [None if i % 2 == 0 else float(len(text)) / 16 for i, text in enumerate(completions)]
+
+
 # ---------------------------------------------------------------------------------------------- the feature set
 
 
@@ -323,6 +336,27 @@ def feature(name: str, dense_lm: str, moe_lm: str) -> dict:
             scripted=True,
             keys={"tools/call_frequency", "rewards/AdderEnv/mean", "rewards/answer_chars/mean"},
         )  # fmt: skip
+    elif name == "environments_only":  # an environment-only dataset: no `prompt` column, reset() gives the prompt
+        data = Dataset.from_dict({"environment": ["adder", "scale"] * 8})
+        spec.update(
+            kwargs=dict(reward_funcs=answer_chars, train_dataset=data,
+                        environment_factory={"adder": AdderEnv, "scale": ScaleEnv}),
+            scripted=True,
+            keys={"tools/call_frequency", "rewards/AdderEnv/mean", "rewards/answer_chars/mean"},
+        )  # fmt: skip
+    elif name == "iterable":  # an IterableDataset: TRL streams it (no length, no sampler)
+        spec.update(kwargs=dict(reward_funcs=digit_share, train_dataset=sums().to_iterable_dataset()),
+                    keys={"reward"})  # fmt: skip
+    elif name == "async_reward":
+        spec.update(
+            kwargs=dict(reward_funcs=[async_digit_share, short], train_dataset=sums()),
+            keys={"rewards/async_digit_share/mean", "rewards/short/mean"},
+        )
+    elif name == "none_reward":  # a reward returning None for some samples
+        spec.update(
+            kwargs=dict(reward_funcs=[digit_share, odd_only], train_dataset=sums()),
+            keys={"rewards/odd_only/mean", "rewards/digit_share/mean"},
+        )
     elif name == "rollout_func":
         spec.update(
             kwargs=dict(
@@ -337,16 +371,20 @@ def feature(name: str, dense_lm: str, moe_lm: str) -> dict:
     return spec
 
 
-FEATURES = ["plain", "peft", "tools", "environment", "environments", "rollout_func", "multi_reward", "moe",
-            "entropy_control"]  # fmt: skip
+FEATURES = ["plain", "peft", "tools", "environment", "environments", "environments_only", "rollout_func",
+            "iterable", "multi_reward", "async_reward", "none_reward", "moe", "entropy_control"]  # fmt: skip
 # K = 3 runs 8 optimizer steps per trainer; with ~850-token tool prompts that is the heavy part of this file.
-HEAVY_AT_K3 = {"tools", "environment", "environments"}
+HEAVY_AT_K3 = {"tools", "environment", "environments", "environments_only"}
 K3_FEATURES = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY_AT_K3 else n for n in FEATURES]
 
 
-def train(cls, config_cls, spec: dict, out, **args):
+def make(cls, config_cls, spec: dict, out, **args):
     config = config_cls(output_dir=str(out), **{**COMMON, **spec["args"], **args})
-    trainer = cls(model=spec["model"], args=config, processing_class=chat_tokenizer(), **spec["kwargs"])
+    return cls(model=spec["model"], args=config, processing_class=chat_tokenizer(), **spec["kwargs"])
+
+
+def train(cls, config_cls, spec: dict, out, **args):
+    trainer = make(cls, config_cls, spec, out, **args)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     context = (
         patch.object(trainer.model, "generate", side_effect=scripted_generate(trainer.processing_class))
@@ -360,6 +398,15 @@ def train(cls, config_cls, spec: dict, out, **args):
         "training must move the trainable weights"
     )
     return trainer, after
+
+
+def same_value(a, b) -> bool:
+    """Logged values agree: close floats, or both None / NaN (TRL logs those for a reward that never applied)."""
+    if a is None or b is None:
+        return a is b
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7)
 
 
 def trl_keys(entry: dict) -> set[str]:
@@ -393,7 +440,7 @@ def test_k0_is_grpo_feature_by_feature(name, dense_lm, moe_lm, tmp_path):
     for a, b in zip(theirs, ours):
         assert trl_keys(b) == set(a), f"step {a['step']}: {set(a) ^ trl_keys(b)}"
         for key in set(a) - TIMINGS:
-            assert math.isclose(a[key], b[key], rel_tol=1e-5, abs_tol=1e-7), (a["step"], key, a[key], b[key])
+            assert same_value(a[key], b[key]), (a["step"], key, a[key], b[key])
     assert spec["keys"] <= set(theirs[-1]), spec["keys"] - set(theirs[-1])
     assert (
         "train_loss" in ours[-1] and ours[-1]["sfpo/rl_step"] == 3
@@ -424,6 +471,64 @@ def test_k3_trains_and_logs_grpos_keys_plus_sfpo(name, dense_lm, moe_lm, tmp_pat
     assert any(not torch.allclose(grpo_w[n], sfpo_w[n]) for n in grpo_w), (
         "the reposition must change the weights"
     )
+
+
+class JudgeDown(Exception):
+    """A user's own exception class, e.g. an LLM judge's API error."""
+
+
+def flaky_judge_reward(kind: str, fail_on_call: int):
+    """A reward that raises JudgeDown on its `fail_on_call`-th call, and the list of its calls (batch sizes)."""
+    calls = []
+
+    def score(completions):
+        calls.append(len(completions))
+        if len(calls) == fail_on_call:
+            raise JudgeDown(f"judge unavailable (call {len(calls)})")
+        return digit_share(completions)
+
+    def flaky_judge(completions, **kwargs):
+        return score(completions)
+
+    async def flaky_judge_async(completions, **kwargs):
+        return score(completions)
+
+    flaky_judge_async.__name__ = "flaky_judge"
+    return (flaky_judge if kind == "sync" else flaky_judge_async), calls
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("k", [0, 3])
+def test_a_raising_reward_is_called_and_raises_as_under_grpo(k, kind, dense_lm, moe_lm, tmp_path):
+    """The reward's own exception (type, message) after the same calls; SFPO only adds a note naming it."""
+    spec = feature("plain", dense_lm, moe_lm)
+    runs = {}
+    for cls, config_cls, extra in [
+        (GRPOTrainer, GRPOConfig, dict(num_iterations=k + 1)),
+        (SFPOTrainer, SFPOConfig, dict(sfpo_inner_steps=k, sfpo_switch="none")),
+    ]:
+        reward, calls = flaky_judge_reward(kind, fail_on_call=2)  # the second generation batch fails
+        spec["kwargs"]["reward_funcs"] = [digit_share, reward]
+        trainer = make(cls, config_cls, spec, tmp_path / cls.__name__, max_steps=8, logging_steps=1, **extra)
+        with pytest.raises(JudgeDown) as err:
+            trainer.train()
+        weights = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+        runs[cls] = (trainer, err.value, calls, weights)
+    (grpo, theirs, grpo_calls, grpo_w), (sfpo, ours, sfpo_calls, sfpo_w) = runs.values()
+    assert sfpo_calls == grpo_calls == [GROUP, GROUP]  # once per generation batch, never per sample
+    assert type(ours) is type(theirs) is JudgeDown and str(ours) == str(theirs) == "judge unavailable (call 2)"
+    assert getattr(theirs, "__notes__", []) == []
+    (note,) = ours.__notes__
+    step = k + 1  # the second generation batch starts after the first one's K + 1 passes
+    assert f"reward function 'flaky_judge' on a batch of {GROUP} completions" in note
+    assert f"at global step {step}" in note and "called once" in note
+    assert sfpo.state.global_step == grpo.state.global_step == step
+    assert [trl_keys(e) for e in sfpo.state.log_history] == [set(e) for e in grpo.state.log_history]
+    if k == 0:  # what was trained before the failure is GRPO's, value for value
+        for a, b in zip(grpo.state.log_history, sfpo.state.log_history):
+            assert all(same_value(a[key], b[key]) for key in set(a) - TIMINGS)
+        for n in grpo_w:
+            torch.testing.assert_close(grpo_w[n], sfpo_w[n], rtol=1e-5, atol=1e-6, msg=n)
 
 
 class RLSteps(TrainerCallback):

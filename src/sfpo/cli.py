@@ -117,7 +117,7 @@ def train(
         typer.echo(resolved_yaml(recipe))
         return
     from sfpo.data import DatasetUnavailableError
-    from sfpo.guards import RewardFunctionError
+    from sfpo.guards import RewardFunctionError, reward_failure
     from sfpo.interrupt import TrainingInterrupted
     from sfpo.pipeline import ModelUnavailableError
     from sfpo.pipeline import train as run_train
@@ -125,7 +125,14 @@ def train(
     from sfpo.trainer import NonFiniteTrainingError
 
     try:  # train() checks the run folder before loading anything
-        run_dir = run_train(recipe, resume=resume)
+        try:
+            run_dir = run_train(recipe, resume=resume)
+        except Exception as err:
+            where = reward_failure(err)  # a reward function raised (whatever its type): the guard's note names it
+            if where is not None:
+                typer.echo(f"error: {type(err).__name__}: {err}\n  {where}", err=True)
+                raise typer.Exit(code=1) from None
+            raise
     except (RecipeError, ModelUnavailableError, DatasetUnavailableError, FileNotFoundError) as err:
         fail(str(err))
     except TrainingInterrupted as stop:

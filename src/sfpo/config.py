@@ -71,6 +71,11 @@ class SFPOConfig(GRPOConfig):
             `frac_reward_zero_std` = 1: all advantages are zero): no forward, backward or optimizer step in any of its
             passes, no θ0 snapshot or reposition. Its rollouts still count. For GRPO (K = 0) and SFPO alike. Off in the
             reference code and in TRL; DAPO's dynamic sampling drops such groups and samples more instead.
+        sfpo_diagnose_reward_errors (`bool`, defaults to `False`):
+            After a reward function raised on a batch, call it again one sample at a time to name the first
+            sample that raises on its own (added as a note to the reward's exception, which is re-raised
+            unchanged). Off by default: GRPOTrainer calls each reward once per batch, and the extra calls reach
+            paid judges, sandboxes and stateful rewards.
         num_iterations (`int` or `None`): follows from K (K + 1); any other value is an error.
     """
 
@@ -120,6 +125,10 @@ class SFPOConfig(GRPOConfig):
     skip_zero_std_batches: bool = field(
         default=False,
         metadata={"help": "Skip the update (every pass) on a generation batch whose groups all have zero reward std."},
+    )
+    sfpo_diagnose_reward_errors: bool = field(
+        default=False,
+        metadata={"help": "After a reward function raised, call it again per sample to name the sample (extra calls)."},
     )
     num_iterations: int | None = field(
         default=None, metadata={"help": "Follows from sfpo_inner_steps (K + 1); leave unset."}
@@ -214,6 +223,8 @@ class SFPOConfig(GRPOConfig):
             raise _bad("sfpo_max_skipped_rl_steps", self.sfpo_max_skipped_rl_steps, "an int ≥ 1")
         if not isinstance(self.skip_zero_std_batches, bool):
             raise _bad("skip_zero_std_batches", self.skip_zero_std_batches, "a bool")
+        if not isinstance(self.sfpo_diagnose_reward_errors, bool):
+            raise _bad("sfpo_diagnose_reward_errors", self.sfpo_diagnose_reward_errors, "a bool")
         n = self.num_iterations
         if n is not None and (not _is_int(n) or n < 1):
             raise _bad("num_iterations", n, f"unset, or equal to sfpo_inner_steps + 1 = {k + 1 if _is_int(k) else '?'}")

@@ -107,9 +107,12 @@ class SFPOTrainer(GRPOTrainer):
         if variants and self.sfpo_k > 0:
             logger.info("SFPO variants beyond the reference code: %s", variants)
         self._in_step: InStepReposition | None = None
-        # A reward that raises or returns NaN stops the run naming the function, before any update.
-        self.reward_funcs = guard_reward_funcs(self.reward_funcs, self.reward_func_names)
-        check_train_dataset(self.train_dataset, args)  # TRL would train for zero steps on a too-small one
+        # A reward's exception gets a note naming the function (called once, as TRL does); a NaN, a non-number or
+        # a wrong count stops the run naming the function, before any update (sfpo.guards).
+        self.reward_funcs = guard_reward_funcs(self.reward_funcs, self.reward_func_names,
+                                               diagnose=self.args.sfpo_diagnose_reward_errors)
+        # Only what TRL would fail on or train zero steps with; an environment_factory supplies the prompts.
+        check_train_dataset(self.train_dataset, args, prompt_required=self.environment_factories is None)
         self._sfpo_reset()
 
     # ------------------------------------------------------------------ state
