@@ -60,7 +60,7 @@ __all__ = [
     "make_code_accuracy",
     "parse_tests",
     "run_tests",
-    "test_shape",
+    "shape_of_tests",
 ]
 
 #: Longer completions score 0 without being read (about 100k tokens; the sandbox runs programs of 120 kB at most
@@ -145,7 +145,7 @@ def _plan(tests: Any) -> list[dict[str, str]] | CallTests | str | None:
     return parsed
 
 
-def test_shape(tests: Any) -> str | None:
+def shape_of_tests(tests: Any) -> str | None:
     """How a row's tests are judged: ``"stdin_stdout"``, ``"calls"`` (on the host), ``"in_process"``, or None."""
     plan = _plan(tests)
     if plan is None:
@@ -255,7 +255,7 @@ def make_code_accuracy(
         log_metric = kwargs.get("log_metric")
         if callable(log_metric) and n:
             try:
-                in_process = sum(test_shape(t) == "in_process" for t in tests)
+                in_process = sum(shape_of_tests(t) == "in_process" for t in tests)
             except Exception:
                 logger.exception("could not classify the tests of a batch")
             else:
@@ -289,7 +289,8 @@ code_accuracy_partial = make_code_accuracy(partial=True, name="code_accuracy_par
 
 def code_eval_set(name: str, ds, reward: Callable[..., list[float]] | None = None):
     """An :class:`sfpo.evaluate.EvalSet` for a code dataset (columns ``prompt``, ``tests``, ``id``): a sample is
-    correct when its program passes every test (pass@1; avg@n over n samples)."""
+    correct when its program passes every test (pass@1; avg@n over n samples). Its ``test_shapes`` counts the
+    problems per way of judging (:func:`shape_of_tests`), which ``sfpo eval`` prints."""
     from sfpo.evaluate import EvalSet
 
     scorer = reward or code_accuracy
@@ -297,6 +298,18 @@ def code_eval_set(name: str, ds, reward: Callable[..., list[float]] | None = Non
     def score(completions: Sequence[Any], answer: Sequence[Any], **kwargs: Any) -> list[float]:
         return scorer(completions, tests=list(answer))
 
+    tests = list(ds["tests"])
+    shapes = {"calls": 0, "stdin_stdout": 0, "in_process": 0}
+    for t in tests:
+        shape = shape_of_tests(t)
+        if shape is not None:
+            shapes[shape] += 1
     return EvalSet(
-        name, list(ds["prompt"]), list(ds["tests"]), score, ids=list(ds["id"]), extract=extract_program
+        name,
+        list(ds["prompt"]),
+        tests,
+        score,
+        ids=list(ds["id"]),
+        extract=extract_program,
+        test_shapes=shapes,
     )

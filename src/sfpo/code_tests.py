@@ -19,8 +19,8 @@ applies only where the test states one: ``abs(f(x) - y) < tol`` and ``math.isclo
 Parsed forms, in ``assert`` statements at the top level or in a ``check(candidate)`` function that the tests call
 as ``check(entry_point)`` (HumanEval): ``a == b``, ``a != b``, ``a is None/True/False`` (and ``is not``), ``a < b``
 and the other orderings (numbers, or strings), ``a in b`` and ``not in``, ``abs(a - b) < tol``,
-``math.isclose(a, b, ...)``, ``type(a) is T``, ``isinstance(a, T)``, a bare ``a`` (truthiness), ``not``, ``and``,
-``or``. Where neither side of ``==`` is a host value (HumanEval/33 compares the candidate with the program's own
+``math.isclose(a, b, ...)``, ``type(a) is T``, ``isinstance(a, T)``, a bare call ``f(x)`` (truthiness, when
+no comparison or judging builtin sits inside it), ``not``, ``and``, ``or``. Where neither side of ``==`` is a host value (HumanEval/33 compares the candidate with the program's own
 ``sort_third``), both sides are calls. Imports, function and class definitions, and other assignments before the
 first assert run in the sandbox as set-up (MBPP's ``test_setup_code``); assignments of host values stay here and
 are sent only when a call uses them. Anything else (loops, ``if``, a ``check`` with statements of its own, an
@@ -301,7 +301,27 @@ def _check(node: ast.AST, b: _Builder, frame: int, consts: dict[str, Any]) -> Ch
     is_host, value = _try_host(node, consts)
     if is_host:
         return Check("const", expected=bool(value))
+    if not _is_answer(node):
+        raise _NotParsed("a truthiness test that the sandbox would judge")
     return Check("truthy", (b.call(node, frame),))
+
+
+# Builtins that judge rather than answer: in the sandbox they run under the program's builtins and objects
+_JUDGEMENTS = frozenset(
+    ("all", "any", "isinstance", "issubclass", "hasattr", "callable", "bool", "isclose", "math.isclose", "eval")
+)
+
+
+def _is_answer(node: ast.AST) -> bool:
+    """Whether an assert's whole expression is a value the program answers (``is_prime(5)``), so that its
+    truthiness can be taken on the host; a comparison or another judgement inside it (``0 < f(x) < 4``,
+    ``all(f(x))``) would be decided in the sandbox, where a program's objects and builtins decide it."""
+    if not isinstance(node, ast.Call) or _function_name(node.func) in _JUDGEMENTS:
+        return False
+    judging = (ast.Compare, ast.BoolOp, ast.IfExp)
+    return not any(
+        isinstance(n, judging) or (isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Not)) for n in ast.walk(node)
+    )
 
 
 def _compare(
