@@ -339,3 +339,17 @@ def test_the_filter_lists_what_docs_sandbox_md_says():
     for name in ("keyctl", "add_key", "request_key", "ptrace", "unshare", "AF_VSOCK"):
         assert name in doc
     assert {"keyctl", "add_key", "request_key"} <= set(syscall_filter.REFUSED_SYSCALLS)
+
+
+@needs_seccomp
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the x32 ABI is an x86-64 thing")
+def test_a_system_call_through_another_abi_kills_the_process():
+    prog = (
+        "import ctypes, sys\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('before', flush=True)\n"
+        "libc.syscall(0x40000000 | 250, 0, -3, 0)\n"  # keyctl through the x32 ABI
+        "print('survived', flush=True)\n"
+    )
+    result = sandbox.run_python(["-c", prog])
+    assert result.stdout == b"before\n" and result.returncode != 0

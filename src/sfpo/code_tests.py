@@ -308,7 +308,18 @@ def _check(node: ast.AST, b: _Builder, frame: int, consts: dict[str, Any]) -> Ch
 
 # Builtins that judge rather than answer: in the sandbox they run under the program's builtins and objects
 _JUDGEMENTS = frozenset(
-    ("all", "any", "isinstance", "issubclass", "hasattr", "callable", "bool", "isclose", "math.isclose", "eval")
+    (
+        "all",
+        "any",
+        "isinstance",
+        "issubclass",
+        "hasattr",
+        "callable",
+        "bool",
+        "isclose",
+        "math.isclose",
+        "eval",
+    )
 )
 
 
@@ -320,7 +331,8 @@ def _is_answer(node: ast.AST) -> bool:
         return False
     judging = (ast.Compare, ast.BoolOp, ast.IfExp)
     return not any(
-        isinstance(n, judging) or (isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Not)) for n in ast.walk(node)
+        isinstance(n, judging) or (isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Not))
+        for n in ast.walk(node)
     )
 
 
