@@ -173,6 +173,14 @@ def run_tests(program: str, tests: Any, limits: sandbox.Limits | None = None, pa
     """Score one program against one row's tests (see the module docstring). Never raises."""
     try:
         plan = _plan(tests)
+    except Exception:
+        logger.exception("reading a row's tests failed; it is scored 0")
+        return 0.0
+    return _run_plan(program, plan, limits, partial)
+
+
+def _run_plan(program: str, plan: Any, limits: sandbox.Limits | None, partial: bool) -> float:
+    try:
         if not program.strip() or plan is None:
             return 0.0
         if isinstance(plan, CallTests):
@@ -215,12 +223,8 @@ def _workers() -> int:
     return value
 
 
-def _key(program: str, tests: Any) -> str:
-    return (
-        program
-        + "\x00"
-        + (tests if isinstance(tests, str) else json.dumps(tests, sort_keys=True, default=str))
-    )
+def _tests_key(tests: Any) -> str:
+    return tests if isinstance(tests, str) else json.dumps(tests, sort_keys=True, default=str)
 
 
 def make_code_accuracy(
@@ -252,25 +256,30 @@ def make_code_accuracy(
             raise ValueError(f"reward {fn_name!r}: {n} completions but {len(tests)} test sets")
         sandbox.mode()  # a sandbox that was required but cannot run is a set-up error: raised, not scored 0
         out = [0.0] * n
-        log_metric = kwargs.get("log_metric")
-        if callable(log_metric) and n:
-            try:
-                in_process = sum(shape_of_tests(t) == "in_process" for t in tests)
-            except Exception:
-                logger.exception("could not classify the tests of a batch")
-            else:
-                log_metric("code/in_process_fraction", in_process / n)
         try:
-            jobs: dict[str, tuple[str, Any, list[int]]] = {}
-            for i, (completion, row_tests) in enumerate(zip(completions, tests)):
+            # each distinct test set is read (and its test code parsed) once per batch: the rollouts of a
+            # prompt share it, and stdin/stdout suites can be megabytes of JSON
+            keys = [_tests_key(t) for t in tests]
+            plans: dict[str, Any] = {}
+            for key, row_tests in zip(keys, tests):
+                if key not in plans:
+                    try:
+                        plans[key] = _plan(row_tests)
+                    except Exception:
+                        logger.exception("reading a row's tests failed; it is scored 0")
+                        plans[key] = None
+            log_metric = kwargs.get("log_metric")
+            if callable(log_metric) and n:
+                log_metric("code/in_process_fraction", sum(isinstance(plans[k], str) for k in keys) / n)
+            jobs: dict[tuple[str, str], tuple[str, Any, list[int]]] = {}
+            for i, (completion, key) in enumerate(zip(completions, keys)):
                 program = extract_program(completion)
-                if program.strip():
-                    key = _key(program, row_tests)
-                    jobs.setdefault(key, (program, row_tests, []))[2].append(i)
+                if program.strip() and plans[key] is not None:
+                    jobs.setdefault((program, key), (program, plans[key], []))[2].append(i)
             if jobs:
                 items = list(jobs.values())
                 with ThreadPoolExecutor(max_workers=min(_workers(), len(items))) as pool:
-                    scores = list(pool.map(lambda job: run_tests(job[0], job[1], limits, partial), items))
+                    scores = list(pool.map(lambda job: _run_plan(job[0], job[1], limits, partial), items))
                 for (_, _, rows), score in zip(items, scores):
                     for i in rows:
                         out[i] = score
