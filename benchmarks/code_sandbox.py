@@ -1,9 +1,16 @@
 """Throughput of the code reward: programs scored per second, each run in its own sandbox.
 
 Scores batches of 128 distinct completions (as one RL step of 16 prompts x 8 rollouts would give) with
-``code_accuracy``, in two shapes: the ``pyfunc`` task (one run per program: the program and its asserts) and
-stdin/stdout problems with three test cases each (three runs per program). Half of the programs are right, and
-the scores are checked, so a broken sandbox cannot look fast. Prints the sandbox mode, the worker count, and the
+``code_accuracy``, in three shapes:
+
+- ``stdin/stdout x3``: stdin/stdout problems with three test cases each (three sandbox runs per program);
+- ``calls (host)``: the ``pyfunc`` task's asserts (``assert type(f(3)) is int and f(3) == 11``, six of them), which
+  the reward parses into calls whose results are compared outside the sandbox (one run per program);
+- ``asserts (in-process)``: the same six checks written as a ``for`` loop, which cannot be parsed into calls, so
+  they run after the program in its process, under the hardened runner (one run per program).
+
+(Before host comparison existed, both assert shapes ran in-process.) Half of the programs are right, and the
+scores are checked, so a broken sandbox cannot look fast. Prints the sandbox mode, the worker count, and the
 median over ``--repeats`` batches.
 
     python benchmarks/code_sandbox.py --repeats 5
@@ -15,12 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import time
 
 from sfpo import sandbox
 from sfpo.code import _workers, code_accuracy
 from sfpo.tasks import get_task
+
+_ASSERT_RE = re.compile(r"assert type\(f\((-?\d+)\)\) is int and f\(-?\d+\) == (-?\d+)")
 
 
 def pyfunc_batch(n: int, seed: int) -> tuple[list[str], list[str], list[float]]:
@@ -33,6 +43,16 @@ def pyfunc_batch(n: int, seed: int) -> tuple[list[str], list[str], list[float]]:
         completions.append(p.solution.replace("f=lambda x:", head, 1))
         expected.append(0.0 if i % 2 else 1.0)
     return completions, [p.answer for p in problems], expected
+
+
+def loop_batch(n: int, seed: int) -> tuple[list[str], list[str], list[float]]:
+    """The pyfunc checks as a loop: the same programs, tests that only the in-process runner can run."""
+    completions, tests, expected = pyfunc_batch(n, seed)
+    looped = []
+    for t in tests:
+        pairs = ", ".join(f"({x}, {y})" for x, y in _ASSERT_RE.findall(t))
+        looped.append(f"for x, y in [{pairs}]:\n    assert type(f(x)) is int and f(x) == y\n")
+    return completions, looped, expected
 
 
 def stdio_batch(n: int, seed: int) -> tuple[list[str], list[str], list[float]]:
@@ -53,14 +73,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--shapes", default="stdio,calls,inprocess", help="comma-separated subset")
     args = parser.parse_args()
     print(
         f"sandbox mode: {sandbox.mode()}; workers: {_workers()}; CPUs: {os.cpu_count()}; batch: {args.batch}"
     )
-    for name, make, runs_per_program in (
-        ("pyfunc (asserts)", pyfunc_batch, 1),
-        ("stdin/stdout x3", stdio_batch, 3),
-    ):
+    shapes = {
+        "stdio": ("stdin/stdout x3", stdio_batch, 3),
+        "calls": ("calls (host)", pyfunc_batch, 1),
+        "inprocess": ("asserts (in-process)", loop_batch, 1),
+    }
+    for key in args.shapes.split(","):
+        name, make, runs_per_program = shapes[key.strip()]
         rates = []
         for r in range(args.repeats):
             completions, tests, expected = make(args.batch, seed=r)
@@ -72,7 +96,7 @@ def main() -> None:
             rates.append(args.batch / seconds)
         rate = statistics.median(rates)
         print(
-            f"{name:18s} {rate:7.1f} programs/s  ({rate * runs_per_program:7.1f} sandbox runs/s; "
+            f"{name:22s} {rate:7.1f} programs/s  ({rate * runs_per_program:7.1f} sandbox runs/s; "
             f"{args.batch / rate:5.2f} s per batch of {args.batch}; range {min(rates):.1f}-{max(rates):.1f})"
         )
 

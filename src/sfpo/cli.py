@@ -215,7 +215,11 @@ def eval_(
                                         backend=backend, task=task)
     except (ModelUnavailableError, DatasetUnavailableError, FileNotFoundError, ValueError) as err:
         fail(str(err))
+    from sfpo.evaluate import code_test_lines
+
     typer.echo(table)
+    for line in code_test_lines(result):
+        typer.echo(line)
     for f in files:
         typer.echo(f"wrote {f}")
 

@@ -2,21 +2,30 @@
 
 ``code_accuracy(completions, tests, **kwargs)`` has TRL's reward signature (``tests`` is the dataset column
 of that name). The program is the last fenced code block of a completion (```` ```python ```` or plain
-```` ``` ````), or the whole completion when it has none. ``tests[i]`` is one of:
+```` ``` ````), or the whole completion when it has none; completions over :data:`MAX_COMPLETION_CHARS`
+characters score 0 unread. ``tests[i]`` takes one of three shapes, and in each the verdict is made outside the
+process that ran the program, except in the third:
 
-- a list of ``{"input": str, "output": str}`` cases (or that list as a JSON string, which is how the
-  dataset recipes store it): the program reads ``input`` on stdin and its stdout must equal ``output``,
-  compared line by line after stripping trailing whitespace (trailing blank lines ignored);
-- a string of Python test code (asserts, MBPP / HumanEval style), run after the program in the same
-  process. It passes only when the test code runs to its end: a program that exits early (``sys.exit(0)``,
-  ``os._exit(0)``) before the asserts has not passed.
+- **stdin/stdout**: a list of ``{"input": str, "output": str}`` cases (or that list as a JSON string, which is
+  how the dataset recipes store it): the program reads ``input`` on stdin and its stdout must equal ``output``,
+  compared on the host line by line after stripping trailing whitespace (trailing blank lines ignored);
+- **calls**: a string of Python test code (asserts, MBPP / HumanEval style) that :mod:`sfpo.code_tests` parses
+  on the host into calls and expected values, or a LiveCodeBench functional spec (``{"fn_name", "inputs",
+  "outputs"}``, as a dict or its JSON). Only the calls enter the sandbox; their values come back as data and are
+  compared on the host, type-strictly, with expected values the program never sees;
+- **in-process**: test code the parser does not take (loops, ``if``, random inputs). It runs after the program
+  in the program's process under a hardened runner (``_run_asserts.py``: an audit hook, fresh builtins and
+  modules, a fresh nonce printed only when the tests ran to their end), in a sandbox without ``/proc``. It is
+  counted: the reward logs ``code/in_process_fraction`` through TRL's ``log_metric``, and ``sfpo eval`` prints
+  how many problems of each benchmark run this way. docs/sandbox.md says what these tests still trust.
 
 The score is 1.0 when every test ran and passed, else 0.0 (``make_code_accuracy(partial=True)`` gives the
-fraction of stdin/stdout cases passed instead). No tests, no program, or a garbage completion score 0.0:
-nothing a completion contains makes the reward raise. It does raise ``ValueError`` for a set-up error (no
-``tests`` column, a length mismatch) and :class:`sfpo.sandbox.SandboxUnavailableError` when
-``SFPO_SANDBOX=bwrap`` asks for a sandbox that cannot run. Programs run in parallel (``SFPO_CODE_WORKERS`` threads, default: the CPU count),
-each test in a fresh sandbox (:mod:`sfpo.sandbox`); identical (program, tests) pairs in a batch run once.
+fraction of stdin/stdout cases, or of parsed checks, that passed instead). No tests, no program, or a garbage
+completion score 0.0: nothing a completion contains makes the reward raise. It does raise ``ValueError`` for a
+set-up error (no ``tests`` column, a length mismatch) and :class:`sfpo.sandbox.SandboxUnavailableError` when
+``SFPO_SANDBOX=bwrap`` asks for a sandbox that cannot run. Programs run in parallel (``SFPO_CODE_WORKERS``
+threads, default: the CPU count), each test in a fresh sandbox (:mod:`sfpo.sandbox`); identical (program, tests)
+pairs in a batch run once.
 """
 
 from __future__ import annotations
@@ -25,27 +34,41 @@ import json
 import logging
 import math
 import os
-import re
 import secrets
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from sfpo import sandbox
+from sfpo.code_tests import (
+    CallTests,
+    decode_results,
+    functional_tests,
+    in_process_modules,
+    parse_call_tests,
+    score_checks,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MAX_COMPLETION_CHARS",
     "code_accuracy",
     "code_eval_set",
     "extract_program",
     "make_code_accuracy",
     "parse_tests",
     "run_tests",
+    "shape_of_tests",
 ]
 
-_FENCE_RE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.DOTALL)
-_OPEN_FENCE_RE = re.compile(r"```[ \t]*[\w+#.-]*[^\n]*\n")
+#: Longer completions score 0 without being read (about 100k tokens; the sandbox runs programs of 120 kB at most
+#: from the command line, and a reasoning trace around them rarely needs more).
+MAX_COMPLETION_CHARS = 400_000
+_FENCE = "```"
+_CALL_RUNNER = Path(__file__).with_name("_run_calls.py").read_text(encoding="utf-8")
+_ASSERT_RUNNER = Path(__file__).with_name("_run_asserts.py").read_text(encoding="utf-8")
 
 
 def _text(completion: Any) -> str:
@@ -57,33 +80,51 @@ def _text(completion: Any) -> str:
 def extract_program(completion: Any) -> str:
     """The last fenced code block of a completion (its body), else the whole completion; ``""`` for garbage.
 
-    A final fence left open (a truncated completion) gives what follows it.
+    A final fence left open (a truncated completion) gives what follows it. A fence is three backticks, then the
+    rest of that line (the language), then the body up to the next three backticks. Plain ``str.find`` scans,
+    each from where the last stopped, so the time is linear in the length (regular expressions backtracked
+    here: 64k characters of a fence without newlines took 16-23 s); over :data:`MAX_COMPLETION_CHARS` gives ``""``.
     """
     text = _text(completion)
-    if not text:
+    if not text or len(text) > MAX_COMPLETION_CHARS:
         return ""
-    blocks = list(_FENCE_RE.finditer(text))
-    tail_start = blocks[-1].end() if blocks else 0
-    opened = list(_OPEN_FENCE_RE.finditer(text, tail_start))
-    if opened:  # an unterminated last block
-        return text[opened[-1].end() :].strip("\n")
-    if blocks:
-        return blocks[-1].group(2).strip("\n")
+    block, pos = None, 0
+    while True:  # complete blocks, left to right; if the leftmost opening has no close, no later one has
+        start = text.find(_FENCE, pos)
+        newline = text.find("\n", start + 3) if start >= 0 else -1
+        end = text.find(_FENCE, newline + 1) if newline >= 0 else -1
+        if end < 0:
+            break
+        block, pos = (newline + 1, end), end + 3
+    opened = None
+    while True:  # after the last complete block, the last fence line opens a block that never closes
+        start = text.find(_FENCE, pos)
+        newline = text.find("\n", start + 3) if start >= 0 else -1
+        if newline < 0:
+            break
+        opened = pos = newline + 1
+    if opened is not None:
+        return text[opened:].strip("\n")
+    if block is not None:
+        return text[block[0] : block[1]].strip("\n")
     return text.strip("\n")
 
 
-def parse_tests(tests: Any) -> list[dict[str, str]] | str | None:
-    """Normalise one row's tests: a list of stdin/stdout cases, a string of test code, or None if unusable."""
+def parse_tests(tests: Any) -> list[dict[str, str]] | CallTests | str | None:
+    """Normalise one row's tests: stdin/stdout cases, a functional spec (as :class:`CallTests`), a string of test
+    code, or None if unusable."""
     if isinstance(tests, str):
         stripped = tests.strip()
-        if stripped.startswith("["):
+        if stripped.startswith(("[", "{")):
             try:
                 decoded = json.loads(stripped)
             except ValueError:
                 decoded = None
-            if isinstance(decoded, list):
+            if isinstance(decoded, (list, dict)):
                 return parse_tests(decoded)
         return tests if stripped else None
+    if isinstance(tests, dict):
+        return functional_tests(tests)
     if isinstance(tests, Sequence) and not isinstance(tests, (bytes, bytearray)):
         cases = []
         for case in tests:
@@ -94,6 +135,24 @@ def parse_tests(tests: Any) -> list[dict[str, str]] | str | None:
             cases.append({"input": case["input"], "output": case["output"]})
         return cases or None
     return None
+
+
+def _plan(tests: Any) -> list[dict[str, str]] | CallTests | str | None:
+    """parse_tests, then test code parsed into calls where it can be (a string stays a string: in-process)."""
+    parsed = parse_tests(tests)
+    if isinstance(parsed, str):
+        return parse_call_tests(parsed) or parsed
+    return parsed
+
+
+def shape_of_tests(tests: Any) -> str | None:
+    """How a row's tests are judged: ``"stdin_stdout"``, ``"calls"`` (on the host), ``"in_process"``, or None."""
+    plan = _plan(tests)
+    if plan is None:
+        return None
+    return (
+        "calls" if isinstance(plan, CallTests) else "in_process" if isinstance(plan, str) else "stdin_stdout"
+    )
 
 
 def _same_output(got: bytes, want: str) -> bool:
@@ -110,46 +169,44 @@ def _same_output(got: bytes, want: str) -> bool:
     return a == b
 
 
-# Runs the program, then the tests, in one namespace; prints a fresh nonce only if the tests ran to their end.
-# The nonce arrives on stdin (read before the program starts) and the write function is bound beforehand,
-# so exiting early, or replacing sys.exit / os.write, cannot produce it.
-_ASSERT_RUNNER = """
-def _sfpo_run():
-    import json, os, sys, io
-    payload = json.loads(sys.stdin.read())
-    sys.stdin = io.StringIO("")
-    write, nonce = os.write, payload.pop("nonce").encode()
-    scope = {"__name__": "__main__", "__builtins__": __builtins__}
-    exec(compile(payload.pop("program"), "<program>", "exec"), scope)
-    exec(compile(payload.pop("tests"), "<tests>", "exec"), scope)
-    try:
-        sys.stdout.flush()
-    except Exception:
-        pass
-    write(1, b"\\n" + nonce + b"\\n")
-_sfpo_run()
-"""
-
-
 def run_tests(program: str, tests: Any, limits: sandbox.Limits | None = None, partial: bool = False) -> float:
     """Score one program against one row's tests (see the module docstring). Never raises."""
     try:
-        parsed = parse_tests(tests)
-        if not program.strip() or parsed is None:
+        plan = _plan(tests)
+    except Exception:
+        logger.exception("reading a row's tests failed; it is scored 0")
+        return 0.0
+    return _run_plan(program, plan, limits, partial)
+
+
+def _run_plan(program: str, plan: Any, limits: sandbox.Limits | None, partial: bool) -> float:
+    try:
+        if not program.strip() or plan is None:
             return 0.0
-        if isinstance(parsed, str):
+        if isinstance(plan, CallTests):
+            payload = json.dumps(plan.payload(program)).encode()
+            result = sandbox.run_python(["-c", _CALL_RUNNER], payload, limits)
+            values = decode_results(result.stdout, len(plan.calls)) if result.ok else None
+            passed, total = score_checks(plan, values)
+            if total == 0:  # nothing asserted: the program (and the set-up) must run, as before
+                return float(values is not None)
+            return passed / total if partial else float(passed == total)
+        if isinstance(plan, str):
             nonce = secrets.token_hex(16)
-            payload = json.dumps({"nonce": nonce, "program": program, "tests": parsed}).encode()
-            result = sandbox.run_python(["-c", _ASSERT_RUNNER], payload, limits)
+            modules, free = in_process_modules(plan)
+            payload = json.dumps(
+                {"nonce": nonce, "program": program, "tests": plan, "modules": modules, "free_modules": free}
+            ).encode()
+            result = sandbox.run_python(["-c", _ASSERT_RUNNER], payload, limits, proc=False)
             return float(result.ok and result.stdout.rstrip(b"\n").endswith(b"\n" + nonce.encode()))
         passed = 0
-        for case in parsed:
+        for case in plan:
             result = sandbox.run_python(["-c", program], case["input"].encode(), limits)
             if result.ok and _same_output(result.stdout, case["output"]):
                 passed += 1
             elif not partial:
                 return 0.0
-        return passed / len(parsed)
+        return passed / len(plan)
     except Exception:  # a reward must not take training down
         logger.exception("running a program failed; it is scored 0")
         return 0.0
@@ -166,12 +223,8 @@ def _workers() -> int:
     return value
 
 
-def _key(program: str, tests: Any) -> str:
-    return (
-        program
-        + "\x00"
-        + (tests if isinstance(tests, str) else json.dumps(tests, sort_keys=True, default=str))
-    )
+def _tests_key(tests: Any) -> str:
+    return tests if isinstance(tests, str) else json.dumps(tests, sort_keys=True, default=str)
 
 
 def make_code_accuracy(
@@ -204,16 +257,29 @@ def make_code_accuracy(
         sandbox.mode()  # a sandbox that was required but cannot run is a set-up error: raised, not scored 0
         out = [0.0] * n
         try:
-            jobs: dict[str, tuple[str, Any, list[int]]] = {}
-            for i, (completion, row_tests) in enumerate(zip(completions, tests)):
+            # each distinct test set is read (and its test code parsed) once per batch: the rollouts of a
+            # prompt share it, and stdin/stdout suites can be megabytes of JSON
+            keys = [_tests_key(t) for t in tests]
+            plans: dict[str, Any] = {}
+            for key, row_tests in zip(keys, tests):
+                if key not in plans:
+                    try:
+                        plans[key] = _plan(row_tests)
+                    except Exception:
+                        logger.exception("reading a row's tests failed; it is scored 0")
+                        plans[key] = None
+            log_metric = kwargs.get("log_metric")
+            if callable(log_metric) and n:
+                log_metric("code/in_process_fraction", sum(isinstance(plans[k], str) for k in keys) / n)
+            jobs: dict[tuple[str, str], tuple[str, Any, list[int]]] = {}
+            for i, (completion, key) in enumerate(zip(completions, keys)):
                 program = extract_program(completion)
-                if program.strip():
-                    key = _key(program, row_tests)
-                    jobs.setdefault(key, (program, row_tests, []))[2].append(i)
+                if program.strip() and plans[key] is not None:
+                    jobs.setdefault((program, key), (program, plans[key], []))[2].append(i)
             if jobs:
                 items = list(jobs.values())
                 with ThreadPoolExecutor(max_workers=min(_workers(), len(items))) as pool:
-                    scores = list(pool.map(lambda job: run_tests(job[0], job[1], limits, partial), items))
+                    scores = list(pool.map(lambda job: _run_plan(job[0], job[1], limits, partial), items))
                 for (_, _, rows), score in zip(items, scores):
                     for i in rows:
                         out[i] = score
@@ -232,7 +298,8 @@ code_accuracy_partial = make_code_accuracy(partial=True, name="code_accuracy_par
 
 def code_eval_set(name: str, ds, reward: Callable[..., list[float]] | None = None):
     """An :class:`sfpo.evaluate.EvalSet` for a code dataset (columns ``prompt``, ``tests``, ``id``): a sample is
-    correct when its program passes every test (pass@1; avg@n over n samples)."""
+    correct when its program passes every test (pass@1; avg@n over n samples). Its ``test_shapes`` counts the
+    problems per way of judging (:func:`shape_of_tests`), which ``sfpo eval`` prints."""
     from sfpo.evaluate import EvalSet
 
     scorer = reward or code_accuracy
@@ -240,6 +307,18 @@ def code_eval_set(name: str, ds, reward: Callable[..., list[float]] | None = Non
     def score(completions: Sequence[Any], answer: Sequence[Any], **kwargs: Any) -> list[float]:
         return scorer(completions, tests=list(answer))
 
+    tests = list(ds["tests"])
+    shapes = {"calls": 0, "stdin_stdout": 0, "in_process": 0}
+    for t in tests:
+        shape = shape_of_tests(t)
+        if shape is not None:
+            shapes[shape] += 1
     return EvalSet(
-        name, list(ds["prompt"]), list(ds["tests"]), score, ids=list(ds["id"]), extract=extract_program
+        name,
+        list(ds["prompt"]),
+        tests,
+        score,
+        ids=list(ds["id"]),
+        extract=extract_program,
+        test_shapes=shapes,
     )

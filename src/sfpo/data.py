@@ -108,6 +108,8 @@ class DatasetRecipe:
     fields: tuple[str, ...] = ()
     dedupe: bool = False
     kind: str = "math"  # "code": rows become prompt + tests (sfpo.code_data)
+    # A copy of the recipe's split shipped inside an installed package, read when the hub cannot be reached
+    packaged: Callable[[], Any] | None = None
 
     def required_fields(self) -> tuple[str, ...]:
         if self.row_fn is not None:
@@ -478,11 +480,18 @@ def load_dataset_recipe(
         try:
             with _respect_offline_env():
                 ds = datasets.load_dataset(recipe.hub_id, recipe.config, split=split, cache_dir=cache_dir)
+            source = f"{recipe.hub_id} ({split})"
         except Exception as exc:
-            if _is_offline_error(exc):
+            if not _is_offline_error(exc):
+                raise
+            if recipe.packaged is None or split != recipe.split:
                 raise _hub_error(recipe, split, exc) from exc
-            raise
-        source = f"{recipe.hub_id} ({split})"
+            try:
+                ds = recipe.packaged()
+            except ImportError as missing:
+                raise DatasetUnavailableError(f"{_hub_error(recipe, split, exc)}\nOr: {missing}.") from missing
+            source = f"the packaged copy of {recipe.name}"
+            logger.info("%s: the hub is unreachable; using %s (%d rows)", recipe.name, source, len(ds))
     _check_fields(ds, recipe, source)
 
     if recipe.dedupe:

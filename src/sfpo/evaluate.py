@@ -30,6 +30,7 @@ class EvalSet:
     scorer: Callable[..., list[float]]
     ids: list = field(default_factory=list)
     extract: Callable[[str], str | None] | None = None  # what samples.jsonl shows as "extracted" (default: math)
+    test_shapes: dict[str, int] | None = None  # code benchmarks: problems per way of judging (sfpo.code.shape_of_tests)
 
     def __post_init__(self):
         if len(self.prompts) != len(self.answers):
@@ -158,8 +159,10 @@ def evaluate(
     if backend not in ("auto", "hf", "vllm"):
         raise ValueError(f"backend={backend!r} is not allowed: use 'auto', 'hf' or 'vllm'")
     use_vllm = backend == "vllm" or (backend == "auto" and model_path is not None and vllm_available())
-    scores, records = {}, []
+    scores, records, shapes = {}, [], {}
     for es in sets:
+        if es.test_shapes is not None:
+            shapes[es.name] = dict(es.test_shapes)
         prompts = render_prompts(es.prompts, tokenizer)
         if use_vllm:
             completions = generate_vllm(model_path, prompts, n, temperature, top_p, max_new_tokens, seed)
@@ -186,6 +189,8 @@ def evaluate(
     average = statistics.fmean(scores.values()) if scores else 0.0
     settings = dict(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
                     backend="vllm" if use_vllm else "hf")
+    if shapes:
+        settings["code_tests"] = shapes
     return EvalResult(scores=scores, average=average, n=n, records=records, settings=settings)
 
 
@@ -196,6 +201,19 @@ def markdown_table(result: EvalResult) -> str:
     row = "| " + " | ".join([f"avg@{result.n} (%)", *(f"{100 * result.scores[k]:.2f}" for k in names),
                              f"{100 * result.average:.2f}"]) + " |"
     return "\n".join([head, rule, row])
+
+
+def code_test_lines(result: EvalResult) -> list[str]:
+    """One line per code benchmark: how many problems' tests were judged on the host and how many in-process."""
+    lines = []
+    for name, shapes in result.settings.get("code_tests", {}).items():
+        host = shapes.get("calls", 0) + shapes.get("stdin_stdout", 0)
+        lines.append(
+            f"{name}: tests of {host} of {sum(shapes.values())} problems judged on the host ({shapes.get('calls', 0)} "
+            f"call-based, {shapes.get('stdin_stdout', 0)} stdin/stdout), {shapes.get('in_process', 0)} in-process "
+            "(a program shares its process with those tests; docs/sandbox.md)"
+        )
+    return lines
 
 
 def write_eval(result: EvalResult, out_dir: str | os.PathLike) -> list[Path]:

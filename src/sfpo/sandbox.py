@@ -3,27 +3,34 @@
 One call of :func:`run_python` runs one program once, in a fresh process tree:
 
 - **bubblewrap** (``bwrap``, packaged by Debian and Ubuntu) builds new user, mount, PID, network, IPC and UTS
-  namespaces. The program sees only read-only binds of ``/usr``, ``/lib*``, ``/bin`` and the Python
-  installation, a fresh ``/proc`` and a minimal ``/dev``; its working directory ``/work`` is an empty tmpfs
-  capped at ``Limits.disk_mb``, the only writable place, and it vanishes with the sandbox. The network
-  namespace has only its own loopback, so the host (127.0.0.1 included) is unreachable. The environment is
-  cleared (``PATH``, ``HOME``, ``TMPDIR`` and ``LANG`` only), capabilities are dropped, the program runs as
-  uid 65534 in its namespace, and ``--die-with-parent`` plus the PID namespace mean that when the program
-  ends, or is killed, every process it started is killed too.
+  namespaces. The root is read-only: read-only binds of ``/usr``, ``/lib*``, ``/bin`` and the Python
+  installation, a ``/dev`` holding only ``null``, ``zero``, ``full``, ``random`` and ``urandom``, a fresh
+  ``/proc`` (without ``/proc/keys`` and the like; left out altogether with ``proc=False``). The one writable
+  place is the working directory ``/work``, a tmpfs capped at ``Limits.disk_mb``; ``/tmp`` and ``/dev/shm`` are
+  links to it, so everything a program writes counts against that cap, and it vanishes with the sandbox. The
+  network namespace has only its own loopback, so the host (127.0.0.1 included) is unreachable. The
+  environment is cleared (``PATH``, ``HOME``, ``TMPDIR`` and ``LANG`` only), capabilities are dropped, the
+  program runs as uid 65534 in its namespace and may not create user namespaces of its own
+  (``--disable-userns``, bubblewrap 0.8 and later), and ``--die-with-parent`` plus the PID namespace mean that
+  when the program ends, or is killed, every process it started is killed too.
+- **a seccomp filter** (:mod:`sfpo.syscall_filter`, through ``bwrap --seccomp``) refuses the kernel keyrings,
+  ``ptrace`` and other processes' memory, new namespaces and mounts, and kernel interfaces a test has no use for.
 - **resource limits** (``prlimit`` from util-linux, else a small exec shim) cap each process's address space
   (``Limits.memory_mb``), CPU seconds, file size and open files, and disable core dumps. (``RLIMIT_NPROC``
   is not used: it counts every process of the user, the trainer's threads included, and does not bind root.)
 - **cgroups**, where this process can create them (v1 hierarchies, or its own v2 cgroup): each run gets a
-  pids cgroup (``max_processes``) and a memory cgroup
-  (``memory_mb`` + ``disk_mb`` for the whole sandbox, tmpfs included).
+  pids cgroup (``max_processes``), a memory cgroup (``memory_mb`` + ``disk_mb`` for the whole sandbox, tmpfs
+  included) and a cpu cgroup (``Limits.cpus`` CPUs for the whole sandbox, through ``cpu.max`` or
+  ``cpu.cfs_quota_us``).
 - **the parent** enforces the wall-clock limit, reads at most ``Limits.output_bytes`` of stdout, and kills
   the whole process group when either is exceeded.
 
 Without a working ``bwrap`` (not installed, or user namespaces forbidden), programs run with the same
 resource limits in their own session and process group, in a private temporary directory (removed
 afterwards) with the same cleared environment, and the group is killed at the end. That fallback does not
-isolate the network or the file system, and a process that leaves its process group (``setsid``) survives;
-this is logged once. ``SFPO_SANDBOX=bwrap|rlimit`` forces a mode (``bwrap`` raises when it cannot work).
+isolate the network or the file system, has no seccomp filter, and a process that leaves its process group
+(``setsid``) survives; this is logged once. ``SFPO_SANDBOX=bwrap|rlimit`` forces a mode (``bwrap`` raises when
+it cannot work).
 
 docs/sandbox.md gives the threat model.
 """
@@ -44,6 +51,8 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+
+from sfpo import syscall_filter
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +76,14 @@ class Limits:
     cpu_s: float | None = None
     memory_mb: int = 1024  # address space per process
     output_bytes: int = 1 << 20  # stdout read; more kills the run
-    disk_mb: int = 64  # the tmpfs working directory (bwrap mode)
+    disk_mb: int = 64  # everything the program can write (bwrap mode): /work, with /tmp and /dev/shm in it
     max_processes: int = 64  # per sandbox, through a pids cgroup where one can be created
     open_files: int = 256
+    cpus: float = 1.0  # CPU time per wall-clock second, for the whole sandbox, through a cpu cgroup
 
     def __post_init__(self) -> None:
-        for name in ("timeout_s", "memory_mb", "output_bytes", "disk_mb", "max_processes", "open_files"):
+        names = ("timeout_s", "memory_mb", "output_bytes", "disk_mb", "max_processes", "open_files", "cpus")
+        for name in names:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"Limits.{name}={value!r} is not allowed: it must be a positive number")
@@ -136,19 +147,70 @@ def _rlimit_prefix(limits: Limits) -> list[str]:
     return [python_executable(), "-I", "-S", "-c", _SHIM, *(str(v) for v in values.values())]
 
 
-def _bwrap_prefix(bwrap: str, limits: Limits) -> list[str]:
+# /proc entries that show host-wide state no test needs: key names and quotas, kernel memory, timers,
+# the scheduler (Docker masks the same ones). Each is hidden under /dev/null where the host has it.
+_MASKED_PROC = ("keys", "key-users", "kcore", "timer_list", "sched_debug", "latency_stats", "sysrq-trigger")
+_DEV_NODES = ("null", "zero", "full", "random", "urandom")
+
+
+def _bwrap_features(bwrap: str) -> frozenset[str]:
+    """The optional flags this bubblewrap knows (``--disable-userns`` needs 0.8), read from its --help."""
+    try:
+        text = subprocess.run([bwrap, "--help"], capture_output=True, timeout=10).stdout.decode(
+            errors="replace"
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    return frozenset(f for f in ("--disable-userns", "--remount-ro", "--size") if f in text)
+
+
+def _bwrap_prefix(
+    bwrap: str, limits: Limits, features: frozenset[str], proc: bool = True, seccomp_fd: int | None = None
+) -> list[str]:
     args = [bwrap]
     for path in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"):
         args += ["--ro-bind-try", path, path]
     prefix = _python_prefix()
     args += ["--ro-bind", prefix, prefix]
-    args += ["--dev", "/dev", "--proc", "/proc"]
+    # /dev is built here rather than with --dev, whose /dev/shm is a writable tmpfs outside disk_mb
+    args += ["--dir", "/dev"]
+    for node in _DEV_NODES:
+        args += ["--dev-bind-try", f"/dev/{node}", f"/dev/{node}"]
+    args += ["--symlink", "/proc/self/fd", "/dev/fd"]
+    for i, name in enumerate(("stdin", "stdout", "stderr")):
+        args += ["--symlink", f"/proc/self/fd/{i}", f"/dev/{name}"]
+    for path in ("/tmp", "/dev/shm"):  # every writable place is the one capped tmpfs
+        args += ["--symlink", _WORKDIR, path]
+    if proc:
+        args += ["--proc", "/proc"]
+        for name in _MASKED_PROC:
+            if os.path.exists(f"/proc/{name}"):
+                args += ["--ro-bind", "/dev/null", f"/proc/{name}"]
     args += ["--size", str(limits.disk_mb * 1024 * 1024), "--tmpfs", _WORKDIR, "--chdir", _WORKDIR]
+    if "--remount-ro" in features:
+        args += ["--remount-ro", "/"]
     args += ["--unshare-all", "--unshare-user", "--uid", str(_SANDBOX_UID), "--gid", str(_SANDBOX_UID)]
+    if "--disable-userns" in features:
+        args += ["--disable-userns"]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
     for key, value in _env(_WORKDIR).items():
         args += ["--setenv", key, value]
     return [*args, "--"]
+
+
+def _seccomp_pipe() -> int | None:
+    """A pipe's read end holding the seccomp filter, for ``bwrap --seccomp FD`` (None without libseccomp)."""
+    program = syscall_filter.bpf_program()
+    if program is None:
+        return None
+    r, w = os.pipe()
+    try:
+        os.write(w, program)  # a few KiB: well under a pipe's buffer
+    finally:
+        os.close(w)
+    return r
 
 
 def _env(workdir: str) -> dict[str, str]:
@@ -157,13 +219,16 @@ def _env(workdir: str) -> dict[str, str]:
 
 _MODE: str | None = None
 _MODE_LOCK = threading.Lock()
+_FEATURES: frozenset[str] = frozenset()  # of the bwrap in use, set with _MODE
 
 # cgroups bound a whole sandbox where rlimits cannot: its process count (RLIMIT_NPROC counts all the user's processes) and
 # its total memory (RLIMIT_AS is per process). Used where this process may create them; probed once.
 _CGROUP_LIMIT_FILES = {  # controller -> (cgroup v1 file, cgroup v2 file)
     "pids": ("pids.max", "pids.max"),
     "memory": ("memory.limit_in_bytes", "memory.max"),
+    "cpu": ("cpu.cfs_quota_us", "cpu.max"),
 }
+_CPU_PERIOD_US = 100_000  # the kernel's default CFS period (v1 cpu.cfs_period_us, v2 cpu.max's second field)
 _CGROUP_PARENTS: dict[str, tuple[str, str]] | None = None  # controller -> (parent folder, limit file)
 _CGROUP_LOCK = threading.Lock()
 _CGROUP_COUNTER = iter(range(1 << 62))
@@ -193,7 +258,16 @@ def _cgroup_candidates() -> dict[str, list[tuple[str, str]]]:
     return found
 
 
-def _new_cgroup(parent: str, limit_file: str, value: int) -> str | None:
+def _limit_value(controller: str, limit_file: str, limits: Limits) -> str:
+    if controller == "pids":
+        return str(limits.max_processes)
+    if controller == "memory":
+        return str((limits.memory_mb + limits.disk_mb) << 20)
+    quota = max(1000, round(limits.cpus * _CPU_PERIOD_US))
+    return f"{quota} {_CPU_PERIOD_US}" if limit_file == "cpu.max" else str(quota)
+
+
+def _new_cgroup(parent: str, limit_file: str, value: str) -> str | None:
     path = os.path.join(parent, f"sfpo-sandbox-{os.getpid()}-{next(_CGROUP_COUNTER)}")
     try:
         os.mkdir(path)
@@ -201,7 +275,7 @@ def _new_cgroup(parent: str, limit_file: str, value: int) -> str | None:
         return None
     try:
         with open(os.path.join(path, limit_file), "w") as f:
-            f.write(str(value))
+            f.write(value)
     except OSError:
         _remove_cgroup(path)
         return None
@@ -241,7 +315,7 @@ def _remove_stale_cgroups() -> None:
 
 
 def _cgroup_parents() -> dict[str, tuple[str, str]]:
-    """The controllers (pids, memory) under which each run gets its own limited cgroup here."""
+    """The controllers (pids, memory, cpu) under which each run gets its own limited cgroup here."""
     global _CGROUP_PARENTS
     with _CGROUP_LOCK:
         if _CGROUP_PARENTS is not None:
@@ -250,7 +324,7 @@ def _cgroup_parents() -> dict[str, tuple[str, str]]:
         sh = shutil.which("sh")
         for controller, candidates in _cgroup_candidates().items() if sh else ():
             for parent, limit_file in candidates:
-                path = _new_cgroup(parent, limit_file, 64 if controller == "pids" else 256 << 20)
+                path = _new_cgroup(parent, limit_file, _limit_value(controller, limit_file, Limits()))
                 if path is None:
                     continue
                 try:
@@ -267,24 +341,24 @@ def _cgroup_parents() -> dict[str, tuple[str, str]]:
 
 
 def _new_cgroups(limits: Limits) -> list[str]:
-    """One fresh cgroup per usable controller, limited: processes, and memory (one process's cap plus the disk)."""
-    values = {"pids": limits.max_processes, "memory": (limits.memory_mb + limits.disk_mb) << 20}
+    """One fresh cgroup per usable controller, limited: processes, memory (one process's cap plus the disk), CPU."""
     made = []
     for controller, (parent, limit_file) in _cgroup_parents().items():
-        path = _new_cgroup(parent, limit_file, values[controller])
+        path = _new_cgroup(parent, limit_file, _limit_value(controller, limit_file, limits))
         if path is not None:
             made.append(path)
     return made
 
 
-def _probe_bwrap() -> str | None:
-    """None when a bwrap sandbox runs a trivial program here; otherwise why not."""
+def _probe_bwrap(features: frozenset[str]) -> str | None:
+    """None when a bwrap sandbox (with the seccomp filter, where there is one) runs a trivial program here."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return "bubblewrap (bwrap) is not installed"
+    fd = _seccomp_pipe()
     cmd = [
         *_rlimit_prefix(Limits()),
-        *_bwrap_prefix(bwrap, Limits()),
+        *_bwrap_prefix(bwrap, Limits(), features, seccomp_fd=fd),
         python_executable(),
         "-I",
         "-S",
@@ -292,12 +366,51 @@ def _probe_bwrap() -> str | None:
         "print('ok')",
     ]
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+            pass_fds=() if fd is None else (fd,),
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap could not run ({exc})"
+    finally:
+        if fd is not None:
+            os.close(fd)
     if proc.returncode != 0 or proc.stdout.strip() != b"ok":
         return f"bwrap failed: {proc.stderr.decode(errors='replace').strip()[:300]}"
     return None
+
+
+def _warn_missing_bwrap_parts(features: frozenset[str]) -> None:
+    """Say once what this bubblewrap mode does not bound here, and what still holds."""
+    missing = sorted(set(_CGROUP_LIMIT_FILES) - set(_cgroup_parents()))
+    if missing:
+        what = {"pids": "process count", "memory": "total memory", "cpu": "total CPU use"}
+        logger.warning(
+            "code sandbox: no writable %s cgroup here, so a sandbox's %s is not bounded as a whole (per-process "
+            "rlimits and the wall-clock limit still apply: a sandbox's processes may use every core until it)",
+            " or ".join(missing),
+            " and ".join(what[m] for m in missing),
+        )
+    why = syscall_filter.unavailable_reason()
+    if why is not None:
+        logger.warning(
+            "code sandbox: no seccomp filter (%s): programs can use the kernel keyrings (the trainer's session "
+            "keyring is readable), ptrace and the other calls sfpo.syscall_filter refuses. Install libseccomp2.",
+            why,
+        )
+    if "--disable-userns" not in features:
+        logger.warning(
+            "code sandbox: this bubblewrap has no --disable-userns (0.8 or later has it); nested user namespaces "
+            "are refused by the seccomp filter only"
+        )
+    if "--remount-ro" not in features:
+        logger.warning(
+            "code sandbox: this bubblewrap has no --remount-ro; the sandbox's root directory stays writable "
+            "(an uncapped tmpfs, bounded by the memory cgroup only)"
+        )
 
 
 def mode() -> str:
@@ -314,17 +427,13 @@ def mode() -> str:
         if wanted == "rlimit":
             _MODE = "rlimit"
         else:
-            why = _probe_bwrap()
+            bwrap = shutil.which("bwrap")
+            features = _bwrap_features(bwrap) if bwrap else frozenset()
+            why = _probe_bwrap(features)
             if why is None:
-                _MODE = "bwrap"
-                missing = sorted(set(_CGROUP_LIMIT_FILES) - set(_cgroup_parents()))
-                if missing:
-                    logger.warning(
-                        "code sandbox: no writable %s cgroup here, so a sandbox's %s is not bounded as a whole "
-                        "(per-process rlimits and the time limit still apply)",
-                        " or ".join(missing),
-                        " and ".join({"pids": "process count", "memory": "total memory"}[m] for m in missing),
-                    )
+                global _FEATURES
+                _MODE, _FEATURES = "bwrap", features
+                _warn_missing_bwrap_parts(features)
             elif wanted == "bwrap":
                 raise SandboxUnavailableError(f"SFPO_SANDBOX=bwrap but {why}")
             else:
@@ -332,7 +441,9 @@ def mode() -> str:
                 logger.warning(
                     "code sandbox: %s; programs run with resource limits and a process-group kill only. "
                     "NOT isolated: network (127.0.0.1 and beyond is reachable), file system (the program can "
-                    "read and write what this user can), processes that call setsid() survive the run. "
+                    "read and write what this user can), processes that call setsid() survive the run; no "
+                    "seccomp filter (the kernel keyrings are readable) and /proc/self/mem is readable, so "
+                    "in-process tests are not protected. "
                     "Install bubblewrap (apt-get install bubblewrap) for the full sandbox.",
                     why,
                 )
@@ -423,11 +534,14 @@ def _communicate(proc: subprocess.Popen, stdin: bytes, limits: Limits) -> RunRes
     )
 
 
-def run_python(args: list[str], stdin: bytes = b"", limits: Limits | None = None) -> RunResult:
+def run_python(
+    args: list[str], stdin: bytes = b"", limits: Limits | None = None, *, proc: bool = True
+) -> RunResult:
     """Run ``python -I -S <args>`` in the sandbox (e.g. ``["-c", source]``); stdin in, stdout out.
 
-    stderr is discarded. Never raises for anything the program does; a sandbox that cannot start gives a
-    result with ``error`` set.
+    ``proc=False`` leaves ``/proc`` out of the sandbox (bwrap mode), so that no process in it can read its own
+    or another's memory through ``/proc/<pid>/mem``. stderr is discarded. Never raises for anything the program
+    does; a sandbox that cannot start gives a result with ``error`` set.
     """
     limits = limits or Limits()
     try:
@@ -439,10 +553,12 @@ def run_python(args: list[str], stdin: bytes = b"", limits: Limits | None = None
     if any("\x00" in a for a in args):
         return RunResult(None, b"", error="program contains a NUL character")
     current = mode()
-    workdir, cgroups = None, []
+    workdir, cgroups, seccomp_fd = None, [], None
     try:
         if current == "bwrap":
-            cmd = [*_rlimit_prefix(limits), *_bwrap_prefix(shutil.which("bwrap") or "bwrap", limits)]
+            seccomp_fd = _seccomp_pipe()
+            bwrap = _bwrap_prefix(shutil.which("bwrap") or "bwrap", limits, _FEATURES, proc, seccomp_fd)
+            cmd = [*_rlimit_prefix(limits), *bwrap]
             cwd, env = "/", _env(_WORKDIR)
         else:
             workdir = tempfile.mkdtemp(prefix="sfpo-sandbox-")
@@ -452,7 +568,7 @@ def run_python(args: list[str], stdin: bytes = b"", limits: Limits | None = None
         if cgroups:
             cmd = [shutil.which("sh") or "/bin/sh", "-c", _JOIN_CGROUPS, "sh", *cgroups, "--", *cmd]
         try:
-            proc = subprocess.Popen(
+            process = subprocess.Popen(
                 cmd,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -460,12 +576,19 @@ def run_python(args: list[str], stdin: bytes = b"", limits: Limits | None = None
                 cwd=cwd,
                 env=env,
                 close_fds=True,
+                pass_fds=() if seccomp_fd is None else (seccomp_fd,),
                 start_new_session=True,
             )
         except OSError as exc:
             return RunResult(None, b"", error=f"could not start the sandbox: {exc}")
-        return _communicate(proc, stdin, limits)
+        finally:
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
+                seccomp_fd = None
+        return _communicate(process, stdin, limits)
     finally:
+        if seccomp_fd is not None:
+            os.close(seccomp_fd)
         if cgroups:
             _release_cgroups(cgroups)
         if workdir is not None:
