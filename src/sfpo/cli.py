@@ -95,7 +95,9 @@ def demo(
     except ValueError as err:
         fail(str(err))
     from sfpo.interrupt import TrainingInterrupted
+    from sfpo.quiet import quiet_third_party
 
+    quiet_third_party()
     try:
         run_demo(settings, folder)
     except TrainingInterrupted as stop:
@@ -136,8 +138,11 @@ def train(
     from sfpo.interrupt import TrainingInterrupted
     from sfpo.pipeline import ModelUnavailableError
     from sfpo.pipeline import train as run_train
+    from sfpo.quiet import quiet_third_party
     from sfpo.reposition import NonFiniteWeightsError
     from sfpo.trainer import NonFiniteTrainingError
+
+    quiet_third_party()
 
     try:  # train() checks the run folder before loading anything
         run_dir = run_train(recipe, resume=resume)
@@ -221,6 +226,9 @@ def eval_(
         if name not in names:
             fail(f"--data-files {name}=...: {name!r} is not among --benchmarks ({', '.join(names)})")
     chat_value = {"auto": "auto", "true": True, "false": False}[chat]
+    from sfpo.quiet import quiet_third_party
+
+    quiet_third_party()
     try:
         result, table, files = run_eval(model, names, out, n=n, temperature=temperature, top_p=top_p,
                                         max_new_tokens=max_new_tokens, data_files=files,
