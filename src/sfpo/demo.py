@@ -345,7 +345,7 @@ class _Talk:
         s = self.settings
         fields = ARMS[arm]
         k = fields["sfpo_inner_steps"]
-        how = "plain GRPO (K=0)" if k == 0 else f"K={k}, α={fields.get('sfpo_alpha', 0.8)}"
+        how = "K=0: plain GRPO" if k == 0 else f"K={k}, α={fields.get('sfpo_alpha', 0.8)}"
         self.say(f"{arm}: {s.steps} RL steps x {s.prompts_per_step * s.num_generations} rollouts ({how}), held-out "
                  f"accuracy every {s.eval_every} RL steps ({s.eval_problems} problems x {s.eval_samples} samples)")
         job = self.bar.add_task(f"{arm:>8}", total=s.steps, acc="") if self.bar else None
