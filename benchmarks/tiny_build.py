@@ -56,6 +56,7 @@ def ship(built: Path) -> Path:
         shutil.rmtree(old)
     target = tiny.SHIPPED_DIR / built.name
     shutil.copytree(built, target)
+    target.chmod(0o755)
     for f in target.iterdir():
         f.chmod(0o644)
     return target

@@ -63,3 +63,42 @@ def test_eval_offline_advice_runs_as_printed(tiny_lm, tmp_path, monkeypatch):
     second = CliRunner().invoke(app, [*command, *flags, "--out", "e"])
     assert second.exit_code == 0, second.output
     assert (tmp_path / "e" / "eval.json").is_file()
+
+
+QUIET_PROBE = """
+import sys, warnings
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("default")  # every warning shows (once per place), as for a script
+    if sys.argv[1] == "quiet":
+        from sfpo.quiet import quiet_third_party
+        quiet_third_party()
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=8, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
+                                         num_attention_heads=1, num_key_value_heads=1))
+    model.is_gradient_checkpointing  # what TRL 1.16 reads on every generation
+    warnings.warn("another deprecation", FutureWarning)  # anything else still shows
+print("WARNINGS:", [str(w.message)[:40] for w in seen])
+from deepspeed.accelerator import get_accelerator
+get_accelerator()
+"""
+
+
+@pytest.mark.parametrize("mode", ["quiet", "plain"])
+def test_a_quiet_run_drops_only_the_noise(mode, tmp_path):
+    """`sfpo` silences DeepSpeed's CPU notice and TRL's deprecated-property FutureWarning, nothing else."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("deepspeed")
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("DeepSpeed prints its CPU notice only without a GPU")
+    probe = tmp_path / "probe.py"
+    probe.write_text(QUIET_PROBE)
+    done = subprocess.run([sys.executable, str(probe), mode], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    assert "another deprecation" in output
+    noisy = mode == "plain"
+    assert ("Setting accelerator to CPU" in output) == noisy, output
+    assert ("is_gradient_checkpointing" in output) == noisy, output

@@ -390,6 +390,9 @@ def run_demo(settings: DemoSettings, out: str | os.PathLike | None = None, conso
     if estimate is not None:
         talk.say(f"estimate: about {_minutes(estimate)} on an idle 2-core CPU (policy shipped or cached); "
                  "a busy or slower machine takes longer")
+    else:
+        talk.say(f"estimate: none yet for policy={settings.policy} task={settings.task} (not timed on an idle "
+                 "machine); each arm reports its own pace below")
     policy = build_policy(settings, talk.say)
     (folder / "demo.json").write_text(json.dumps({k: v for k, v in vars(settings).items()}, indent=2) + "\n")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[acc]}"),
