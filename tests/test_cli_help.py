@@ -76,7 +76,8 @@ with warnings.catch_warnings(record=True) as seen:
     model = Qwen2ForCausalLM(Qwen2Config(vocab_size=8, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
                                          num_attention_heads=1, num_key_value_heads=1))
     model.is_gradient_checkpointing  # what TRL 1.16 reads on every generation
-    warnings.warn("another deprecation", FutureWarning)  # anything else still shows
+    warnings.warn("another deprecation", FutureWarning)  # anything else still shows, e.g. a recipe's own key:
+    warnings.warn("`gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning)
 print("WARNINGS:", [str(w.message)[:40] for w in seen])
 from deepspeed.accelerator import get_accelerator
 get_accelerator()
@@ -98,7 +99,7 @@ def test_a_quiet_run_drops_only_the_noise(mode, tmp_path):
     done = subprocess.run([sys.executable, str(probe), mode], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     output = done.stdout + done.stderr
-    assert "another deprecation" in output
+    assert "another deprecation" in output and "'`gradient_checkpointing` is deprecated" in output
     noisy = mode == "plain"
     assert ("Setting accelerator to CPU" in output) == noisy, output
     assert ("is_gradient_checkpointing" in output) == noisy, output

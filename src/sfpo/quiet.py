@@ -19,9 +19,15 @@ def quiet_third_party() -> None:
     if _done:
         return
     _done = True
-    # TRL 1.16 reads `model.is_gradient_checkpointing`, which transformers 5 deprecated (FutureWarning on every
-    # generation). The code that would change is TRL's, not the user's.
-    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    # TRL 1.16 reads `model.is_gradient_checkpointing` on every generation, and with activation checkpointing on
+    # calls `gradient_checkpointing_disable/enable` around it: aliases transformers 5 deprecated, each a
+    # FutureWarning. The code that would change is TRL's, not the user's. (A recipe's own deprecated
+    # `gradient_checkpointing` key still warns: that one the user can fix.)
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`(is_gradient_checkpointing|gradient_checkpointing_enable|gradient_checkpointing_disable)` is deprecated",
+        category=FutureWarning,
+    )
     _deepspeed_cpu_notice()
 
 
