@@ -197,3 +197,12 @@ def test_load_tokenizer_keeps_the_character_vocabulary_of_a_tiny_policy_folder(t
     assert loaded(text)["input_ids"] == built(text)["input_ids"]
     assert len(loaded(text)["input_ids"]) == len(text)  # one token per character, spaces included
     assert loaded.decode(loaded(text)["input_ids"]) == text
+
+
+def test_a_build_reports_its_progress(tmp_path):
+    seen = []
+    tiny.build_tiny_policy("arithmetic", seed=0, cache_dir=tmp_path, progress=lambda *a: seen.append(a), **SMALL)
+    train = [(done, total) for phase, done, total in seen if phase == "train"]
+    assert train[0] == (0, SMALL["sft_steps"]) and train[-1] == (SMALL["sft_steps"], SMALL["sft_steps"])
+    assert [done for phase, done, _ in seen if phase == "eval"] == [0, 1, 2]  # before, between, after the two
+    assert seen.index(("eval", 0, 2)) > seen.index(("train", SMALL["sft_steps"], SMALL["sft_steps"]))

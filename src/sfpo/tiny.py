@@ -357,18 +357,17 @@ def _build_portable(
         }
     )
     with tempfile.TemporaryFile(mode="w+") as errors:
-        child = subprocess.Popen([sys.executable, "-m", "sfpo.tiny", job], env=env, stdout=subprocess.PIPE,
-                                 stderr=errors, text=True)
-        try:
-            for line in child.stdout:
-                parts = line.split()
-                if progress is not None and len(parts) == 4 and parts[0] == _PROGRESS_TAG:
-                    progress(parts[1], int(parts[2]), int(parts[3]))
-        except BaseException:
-            child.kill()  # the caller was interrupted: do not leave the build running
-            raise
-        finally:
-            returncode = child.wait()
+        with subprocess.Popen([sys.executable, "-m", "sfpo.tiny", job], env=env, stdout=subprocess.PIPE,
+                              stderr=errors, text=True) as child:
+            try:
+                for line in child.stdout:
+                    parts = line.split()
+                    if progress is not None and len(parts) == 4 and parts[0] == _PROGRESS_TAG:
+                        progress(parts[1], int(parts[2]), int(parts[3]))
+            except BaseException:
+                child.kill()  # the caller was interrupted: do not leave the build running
+                raise
+        returncode = child.returncode  # the with-block waited for it
         errors.seek(0)
         stderr = errors.read()
     result = folder / "build_result.json"
