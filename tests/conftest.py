@@ -14,7 +14,7 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 CHARS = list("0123456789+-*/=() abcdefghijklmnopqrstuvwxyz{}\\.,?")
 
 
-def build_tiny_lm(folder, seed: int = 0, hidden: int = 32, layers: int = 2) -> str:
+def build_tiny_lm(folder, seed: int = 0, hidden: int = 32, layers: int = 2, tie: bool = False) -> str:
     """A 2-layer Qwen2 with a character-level tokenizer, saved as an ordinary HF folder."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -38,7 +38,7 @@ def build_tiny_lm(folder, seed: int = 0, hidden: int = 32, layers: int = 2) -> s
         pad_token_id=0,
         eos_token_id=1,
         bos_token_id=2,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie,
     )
     model = Qwen2ForCausalLM(config)
     model.save_pretrained(folder)

@@ -235,3 +235,31 @@ def test_json_has_stability_per_arm(tmp_path):
     )
     assert stability["candidate"]["entropy_mean_abs_change"] == pytest.approx(0.35)  # (0.4 + 0.3) / 2
     assert stability["candidate"]["switch_rl_step"] == 3
+
+
+# The baseline's best is its evaluation before training, which the candidate shares: matched, but at 0 rollouts.
+AT_START_BASE = [(0, 0.0, 0.6), (100, 10.0, 0.5), (200, 20.0, 0.55)]
+AT_START_CAND = [(0, 0.0, 0.6), (100, 12.0, 0.4)]
+
+
+@pytest.mark.parametrize(
+    "base, cand", [(BASE, CAND), (BASE, NEVER), (AT_START_BASE, AT_START_CAND)], ids=["matched", "never", "at-start"]
+)
+def test_console_and_report_agree(tmp_path, base, cand):
+    """Every row of report.md's summary is on the console with the same value (matched pairs included)."""
+    import re
+
+    result = CliRunner().invoke(
+        app, ["compare", write_run(tmp_path / "b", base), write_run(tmp_path / "c", cand), "--out", str(tmp_path / "r")],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "r" / "report.md").read_text()
+    summary = report.split("\n\n")[1]  # the first table after the title
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in summary.splitlines()[2:]]
+    assert rows and any(q == "matched pairs" for q, _ in rows)
+    console = [re.sub(r"[│┃|]", " ", line) for line in result.stdout.splitlines()]
+    for quantity, value in rows:
+        assert any(quantity in line and f" {value} " in f" {line} " for line in console), (quantity, value)
+    for note in re.findall(r"^- (.+)$", report, flags=re.M):
+        assert f"note: {note}" in " ".join(result.stdout.split()), note

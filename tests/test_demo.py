@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -12,11 +14,47 @@ from sfpo.demo import DemoSettings, run_demo, summarize
 
 
 @pytest.fixture(scope="module")
-def demo_folder(tmp_path_factory):
+def demo_run(tmp_path_factory):
+    """A short demo, its printed output captured as a pipe would (no terminal, so no live bar)."""
+    from rich.console import Console
+
     out = tmp_path_factory.mktemp("demo") / "run"
     settings = DemoSettings(steps=2, eval_every=1, prompts_per_step=4, num_generations=4, eval_problems=8,
                             eval_samples=1, train_problems=64, arms=("grpo", "sfpo"))
-    return run_demo(settings, out)
+    printed = io.StringIO()
+    folder = run_demo(settings, out, console=Console(file=printed, width=120))
+    return folder, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def demo_folder(demo_run):
+    return demo_run[0]
+
+
+def test_demo_talks_through_every_phase(demo_run):
+    folder, printed = demo_run
+    lines = printed.splitlines()
+
+    def first(fragment: str) -> int:
+        found = [i for i, line in enumerate(lines) if fragment in line]
+        assert found, f"no line with {fragment!r} in:\n{printed}"
+        return found[0]
+
+    # in order: the estimate, the policy, each arm's plan, its evaluation before training, its RL steps (each
+    # with its held-out accuracy here: eval_every=1), then the report
+    order = [first("estimate: about"), first("policy: tiny arithmetic policy")]
+    for arm in ("grpo", "sfpo"):
+        order += [first(f"{arm}: 2 RL steps x 16 rollouts"), first(f"{arm}: held-out accuracy before training"),
+                  first(f"{arm}: RL step 1/2"), first(f"{arm}: RL step 2/2")]
+    order += [first("report: comparing the arms"), first("demo finished in")]
+    assert order == sorted(order), printed
+    assert "held-out" in lines[first("grpo: RL step 1/2")] and "reward" in lines[first("sfpo: RL step 2/2")]
+    assert "shipped with sfpo" in lines[first("policy: tiny arithmetic policy")]
+    # what the summary table says about matching is what report.md says
+    report = (folder / "report.md").read_text()
+    matched = re.search(r"\| matched pairs \| (\S+) \|", report).group(1)
+    ratio = re.search(r"\| rollout ratio \| ([^|]+?) \|", report).group(1)
+    assert f"rollout ratio GRPO ÷ sfpo: {ratio}; matched pairs {matched}" in " ".join(printed.split())
 
 
 def test_demo_writes_a_complete_run_folder(demo_folder):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -33,3 +35,45 @@ def test_every_relative_link_and_image_exists_and_every_result_image_is_shown():
         p.name for p in sorted((README.parent / "docs" / "results").glob("*.png")) if p.resolve() not in shown
     ]
     assert not unused, f"images in docs/results/ the README does not show: {unused}"
+
+
+DEMO_TABLE = "<!-- demo-table: sfpo demo --seed 0 -->"
+
+
+def _readme_demo_table() -> tuple[list[int], dict[str, list[str]]]:
+    """The RL steps in the header of the README's demo table, and each arm's row (GRPO, SFPO) as cells."""
+    text = README.read_text()
+    assert DEMO_TABLE in text, f"the README's demo table lost its marker {DEMO_TABLE}"
+    lines = [line for line in text.split(DEMO_TABLE, 1)[1].strip().splitlines()]
+    table = [line for line in lines[: next(i for i, line in enumerate(lines) if not line.startswith("|"))]]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    steps = [int(x) for x in re.search(r"RL step ([\d / ]+)", header[1]).group(1).split("/")]
+    rows = {r.strip("|").split("|")[0].strip().split()[0]: [c.strip() for c in r.strip("|").split("|")]
+            for r in table[2:]}
+    return steps, rows
+
+
+@pytest.mark.slow
+def test_the_readme_demo_table_is_what_the_demo_prints(tmp_path):
+    """`sfpo demo --seed 0` (the settings `make demo` runs) gives the README's table to the digit, on a 2-core
+    x86 CPU with the versions in constraints.txt (the RL steps use the machine's fastest kernels, so another CPU
+    or thread count may differ in the last digits: README, *Reproducing the demo*). Minutes on 2 idle cores."""
+    import io
+
+    from rich.console import Console
+
+    from sfpo.demo import DemoSettings, run_demo, summarize
+    from sfpo.report import load_run
+
+    steps, rows = _readme_demo_table()
+    folder = run_demo(DemoSettings(seed=0), tmp_path / "demo", console=Console(file=io.StringIO()))
+    result = summarize(folder, ("grpo", "sfpo"))
+    for arm, name in (("grpo", "GRPO"), ("sfpo", "SFPO")):
+        acc = {r["rl_step"]: r["eval/accuracy"] for r in load_run(folder / arm).records if "eval/accuracy" in r}
+        cells = rows[name]
+        assert cells[1] == " / ".join(f"{acc[s]:.1%}" for s in steps), (arm, cells[1])
+        assert cells[2] == f"{max(acc.values()):.1%}", (arm, cells[2])
+    assert rows["GRPO"][3] == f"{result['baseline_rollouts_to_best']:,}"
+    match = result["candidate_rollouts_to_match"]
+    expected = "never" if match is None else f"{match:,} ({result['rollout_ratio']:.2f}× fewer)"
+    assert rows["SFPO"][3] == expected

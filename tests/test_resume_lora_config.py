@@ -139,3 +139,66 @@ def test_fp16_in_a_deepspeed_config_is_refused():
     SFPOTrainer._check_loss_scaling(trainer)  # bf16 / fp32 DeepSpeed configs pass
     trainer.sfpo_k, plugin.deepspeed_config["fp16"]["enabled"] = 0, True
     SFPOTrainer._check_loss_scaling(trainer)  # plain GRPO may use fp16
+
+
+def _record(run_dir, rl_step):
+    from sfpo.runlog import read_metrics
+
+    return next(r for r in read_metrics(run_dir / "metrics.jsonl") if r["rl_step"] == rl_step)
+
+
+def test_resumed_rl_step_record_has_the_uninterrupted_keys_and_values(toy_dataset, tmp_path):
+    """metrics.jsonl after a resume inside an RL step: that step's record is as complete as without the break
+    (its rewards and completions were generated before the checkpoint), and no tied-weight warning is logged."""
+    from transformers.utils import logging as hf_logging
+
+    from conftest import build_tiny_lm
+    from sfpo.runlog import RunRecorder
+
+    tied = build_tiny_lm(tmp_path / "tied", tie=True)  # lm_head shares the embeddings, as the tiny policy's does
+
+    def make(out):
+        args = SFPOConfig(output_dir=str(out), sfpo_inner_steps=2, save_strategy="steps", save_steps=4,
+                          sfpo_switch="none", sfpo_max_rl_steps=2, logging_steps=1, **BASE)
+        trainer = SFPOTrainer(model=tied, reward_funcs=digit_reward, args=args, train_dataset=toy_dataset)
+        RunRecorder(out).attach(trainer)
+        return trainer
+
+    make(tmp_path / "full").train()
+    warnings: list[str] = []
+    handler = _ListHandler(warnings)
+    hf_logging.get_logger("transformers.trainer").addHandler(handler)
+    try:
+        # 6 optimizer steps per RL step (K=2): checkpoint-4 lies inside RL step 1, after its generation
+        make(tmp_path / "resumed").train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-4"))
+    finally:
+        hf_logging.get_logger("transformers.trainer").removeHandler(handler)
+    full, resumed = _record(tmp_path / "full", 1), _record(tmp_path / "resumed", 1)
+    assert set(resumed) == set(full)
+    assert {"reward", "completion_length", "timing/generation_s", "timing/training_s", "loss"} <= set(resumed)
+    for key, value in full.items():
+        if key not in ("wall_s", "step_time") and not key.startswith("timing/"):  # clocks differ; the rest must not
+            assert resumed[key] == pytest.approx(value, rel=1e-6), key
+    assert not [w for w in warnings if "missing keys" in w], warnings
+
+
+class _ListHandler(__import__("logging").Handler):
+    def __init__(self, sink):
+        super().__init__()
+        self.sink = sink
+
+    def emit(self, record):
+        self.sink.append(record.getMessage())
+
+
+def test_only_tied_missing_keys_are_dropped(tmp_path):
+    from conftest import build_tiny_lm
+    from sfpo.trainer import untied_missing_keys
+
+    tied = AutoModelForCausalLM.from_pretrained(build_tiny_lm(tmp_path / "t", tie=True))
+    untied = AutoModelForCausalLM.from_pretrained(build_tiny_lm(tmp_path / "u", tie=False))
+    assert untied_missing_keys(tied, ["lm_head.weight"]) == []
+    assert untied_missing_keys(untied, ["lm_head.weight"]) == ["lm_head.weight"]
+    # both names of a tied pair missing: nothing loaded the tensor, so both are reported
+    both = ["lm_head.weight", "model.embed_tokens.weight"]
+    assert untied_missing_keys(tied, both) == both

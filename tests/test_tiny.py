@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -140,12 +141,41 @@ def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
-def test_default_build_lands_in_the_warm_start_band(tmp_path):
-    """The default recipe: held-out accuracy at temperature 1.0 well above 0, far from 1."""
-    folder = tiny.build_tiny_policy("arithmetic", seed=0, cache_dir=tmp_path)
+@pytest.mark.parametrize("task", tiny.SHIPPED_TASKS)
+def test_the_default_policy_ships_for_todays_recipe(task):
+    """The package holds the default build of every tiny task, under the key of today's recipe: a change to the
+    recipe (settings, task, version) that would make the shipped weights stale fails here until they are rebuilt
+    (`python benchmarks/tiny_build.py --write`)."""
+    folder = tiny.shipped_tiny_policy(task)
+    assert folder is not None, f"no shipped {task} policy for today's recipe {tiny.tiny_cache_path(task).name}"
+    assert folder.parent == tiny.SHIPPED_DIR and tiny.build_tiny_policy(task) == folder  # used without a build
     info = tiny.load_tiny_info(folder)
-    accuracy = info["heldout_accuracy"]
+    _, settings = tiny._resolve(task, {})
+    assert info["key"] == folder.name and info["version"] == tiny.TINY_VERSION and info["seed"] == 0
+    assert info["settings"] == dataclasses.asdict(settings) and info["cpu_capability"] == "DEFAULT"
+    # the tied lm_head is stored once
+    assert sum(t.numel() for t in _weights(folder).values()) == info["parameters"]
+    assert tiny.load_tokenizer(folder).eos_token == "<|im_end|>"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", tiny.SHIPPED_TASKS)
+def test_the_builder_reproduces_the_shipped_weights(task, tmp_path):
+    """The shipped folders are this builder's output: a fresh build gives the same weights bit for bit and the
+    same held-out measurement. Minutes per task (`benchmarks/tiny_build.py --check` does the same and times it)."""
+    shipped = tiny.shipped_tiny_policy(task)
+    built = tiny.build_tiny_policy(task, seed=0, cache_dir=tmp_path, force=True)
+    assert built.parent == tmp_path and built.name == shipped.name
+    a, b = _weights(built), _weights(shipped)
+    assert a.keys() == b.keys()
+    assert all(a[k].dtype == b[k].dtype and (a[k] == b[k]).all() for k in a)
+    assert tiny.load_tiny_info(built)["heldout_accuracy"] == tiny.load_tiny_info(shipped)["heldout_accuracy"]
+
+
+def test_the_default_arithmetic_policy_lands_in_the_warm_start_band():
+    """The default recipe: held-out accuracy at temperature 1.0 well above 0, far from 1 (the build's record;
+    the slow test above shows a fresh build records the same)."""
+    accuracy = tiny.load_tiny_info(tiny.shipped_tiny_policy("arithmetic"))["heldout_accuracy"]
     assert 0.1 <= accuracy["temperature_1"] <= 0.6
     assert accuracy["greedy"] >= accuracy["temperature_1"] - 0.05
 
@@ -167,3 +197,12 @@ def test_load_tokenizer_keeps_the_character_vocabulary_of_a_tiny_policy_folder(t
     assert loaded(text)["input_ids"] == built(text)["input_ids"]
     assert len(loaded(text)["input_ids"]) == len(text)  # one token per character, spaces included
     assert loaded.decode(loaded(text)["input_ids"]) == text
+
+
+def test_a_build_reports_its_progress(tmp_path):
+    seen = []
+    tiny.build_tiny_policy("arithmetic", seed=0, cache_dir=tmp_path, progress=lambda *a: seen.append(a), **SMALL)
+    train = [(done, total) for phase, done, total in seen if phase == "train"]
+    assert train[0] == (0, SMALL["sft_steps"]) and train[-1] == (SMALL["sft_steps"], SMALL["sft_steps"])
+    assert [done for phase, done, _ in seen if phase == "eval"] == [0, 1, 2]  # before, between, after the two
+    assert seen.index(("eval", 0, 2)) > seen.index(("train", SMALL["sft_steps"], SMALL["sft_steps"]))

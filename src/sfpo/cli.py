@@ -10,12 +10,17 @@ import math
 
 import typer
 
+from sfpo.demo import DemoSettings
+
 app = typer.Typer(
     name="sfpo",
     help="Slow-Fast Policy Optimization (SFPO) for RL fine-tuning of language models.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: rich markup would eat every "[...]" in the help texts (defaults included) and print a
+    # "<bool>" placeholder after flags, which take no value.
+    rich_markup_mode=None,
 )
 
 
@@ -38,25 +43,34 @@ def _check_seed(seed: int) -> None:
 
 @app.command()
 def demo(
-    task: str = typer.Option(None, help="Offline task: arithmetic, countdown or pyfunc (code; tiny), addition (smollm2)."),
-    steps: int = typer.Option(None, help="RL steps (generation batches) per arm [default: 30; smollm2: 12]."),
+    task: str = typer.Option(None, show_default=False,
+                             help="Offline task: arithmetic, countdown or pyfunc (code) on the tiny policy, addition on "
+                                  "smollm2.  [default: arithmetic; smollm2: addition]"),
+    steps: int = typer.Option(None, show_default=False,
+                              help="RL steps (generation batches) per arm.  [default: 30; smollm2: 12]"),
     seed: int = typer.Option(0, help="Seed for rollouts and data order (the warm start is shared)."),
-    out: str = typer.Option(None, help="Demo folder (default runs/demo-<timestamp>); must be new or empty."),
+    out: str = typer.Option(None, show_default=False,
+                            help="Demo folder; must be new or empty.  [default: runs/demo-<timestamp>]"),
     arms: str = typer.Option("grpo,sfpo", help="Comma-separated arms: grpo, sfpo, grpo-k4 (equal-compute control), sfpo-restore, sfpo-kl, sfpo-patient (opt-in variants)."),
-    policy: str = typer.Option("tiny", help="tiny (built offline) or smollm2 (needs the smollm2 extra)."),
-    eval_every: int = typer.Option(None, help="Evaluate held-out accuracy every N RL steps [default: 3; smollm2: 4]."),
-    learning_rate: float = typer.Option(None, help="Override the learning rate (same for every arm)."),
-    entropy_coef: float = typer.Option(None, help="Entropy bonus for every arm [default: 0.001]; 0 turns it off."),
-    prompts_per_step: int = typer.Option(None, help="Prompts per RL step [default: 16; smollm2: 4]."),
-    optimizer_steps_per_pass: int = typer.Option(None, help="Mini-batches (optimizer steps) per pass [default: 2]."),
-    switch: str = typer.Option(None, help="When SFPO turns itself off: entropy_zscore (default), step or none."),
-    stop_step: int = typer.Option(None, help="With --switch step: the first RL step run as plain GRPO."),
+    policy: str = typer.Option("tiny", help="tiny (shipped with the package) or smollm2 (needs `make smollm2`)."),
+    eval_every: int = typer.Option(None, show_default=False,
+                                   help="Evaluate held-out accuracy every N RL steps.  [default: 3; smollm2: 4]"),
+    learning_rate: float = typer.Option(None, show_default=False,
+                                        help="Learning rate, the same for every arm.  [default: 1e-4; smollm2: 1e-5]"),
+    entropy_coef: float = typer.Option(DemoSettings.entropy_coef, help="Entropy bonus for every arm; 0 turns it off."),
+    prompts_per_step: int = typer.Option(None, show_default=False,
+                                         help="Prompts per RL step.  [default: 16; smollm2: 4]"),
+    optimizer_steps_per_pass: int = typer.Option(DemoSettings.optimizer_steps_per_pass,
+                                                 help="Mini-batches (optimizer steps) per pass."),
+    switch: str = typer.Option(DemoSettings.switch, help="When SFPO turns itself off: entropy_zscore, step or none."),
+    stop_step: int = typer.Option(None, show_default=False,
+                                  help="With --switch step: the first RL step run as plain GRPO.  [default: none]"),
     skip_zero_std_batches: bool = typer.Option(
         False, help="No update on a generation batch whose groups all have equal rewards (every arm)."
     ),
 ) -> None:
     """Train a GRPO baseline and SFPO from the same warm start, offline, and compare them."""
-    from sfpo.demo import SMOLLM2, DemoSettings, prepare_out, run_demo
+    from sfpo.demo import SMOLLM2, prepare_out, run_demo
 
     preset = SMOLLM2 if policy == "smollm2" else {}
     settings = DemoSettings(**{**preset, "policy": policy, "seed": seed,
@@ -68,8 +82,7 @@ def demo(
         if not (learning_rate > 0 and math.isfinite(learning_rate)):
             fail(f"--learning-rate {learning_rate!r} is not allowed: it must be a finite number > 0")
         settings.learning_rate = learning_rate
-    if entropy_coef is not None:
-        settings.entropy_coef = entropy_coef
+    settings.entropy_coef = entropy_coef
     for name, value in (("prompts_per_step", prompts_per_step), ("optimizer_steps_per_pass", optimizer_steps_per_pass),
                         ("switch", switch), ("stop_step", stop_step)):
         if value is not None:
@@ -82,7 +95,9 @@ def demo(
     except ValueError as err:
         fail(str(err))
     from sfpo.interrupt import TrainingInterrupted
+    from sfpo.quiet import quiet_third_party
 
+    quiet_third_party()
     try:
         run_demo(settings, folder)
     except TrainingInterrupted as stop:
@@ -96,7 +111,9 @@ def demo(
 @app.command()
 def train(
     config: str = typer.Option(..., "--config", "-c", help="Recipe YAML (see configs/)."),
-    overrides: list[str] = typer.Option(None, "--set", help="Override a recipe key: --set trainer.learning_rate=1e-6"),
+    overrides: list[str] = typer.Option(None, "--set", show_default=False, metavar="KEY=VALUE",
+                                        help="Override a recipe key, repeatable: --set trainer.learning_rate=1e-6.  "
+                                             "[default: none]"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the resolved recipe; load nothing."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in output_dir."),
 ) -> None:
@@ -121,8 +138,11 @@ def train(
     from sfpo.interrupt import TrainingInterrupted
     from sfpo.pipeline import ModelUnavailableError
     from sfpo.pipeline import train as run_train
+    from sfpo.quiet import quiet_third_party
     from sfpo.reposition import NonFiniteWeightsError
     from sfpo.trainer import NonFiniteTrainingError
+
+    quiet_third_party()
 
     try:  # train() checks the run folder before loading anything
         try:
@@ -163,17 +183,22 @@ def eval_(
     benchmarks: str = typer.Option("math500,aime24,aime25,amc23,minerva,olympiadbench",
                                    help="Comma-separated dataset recipes or offline tasks."),
     n: int = typer.Option(4, help="Samples per problem (avg@n)."),
-    temperature: float = typer.Option(1.0),
-    top_p: float = typer.Option(0.7, "--top-p"),
-    max_new_tokens: int = typer.Option(2560, "--max-new-tokens"),
-    data_files: list[str] = typer.Option(None, "--data-files", help="Local file for a benchmark: NAME=PATH."),
-    limit: int = typer.Option(None, help="Use only the first N problems of each benchmark."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature; 0 is greedy."),
+    top_p: float = typer.Option(0.7, "--top-p", help="Nucleus sampling: keep the smallest token set of this mass."),
+    max_new_tokens: int = typer.Option(2560, "--max-new-tokens", help="Longest completion, in tokens."),
+    data_files: list[str] = typer.Option(None, "--data-files", show_default=False, metavar="NAME=PATH",
+                                         help="Local copy of a benchmark instead of the hub, NAME=PATH, repeatable "
+                                              "(e.g. math500=./math500.jsonl).  [default: none: the hub]"),
+    limit: int = typer.Option(None, show_default=False,
+                              help="Use only the first N problems of each benchmark.  [default: all]"),
     chat: str = typer.Option("auto", help="Chat template: auto, true or false."),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(32, "--batch-size", help="Prompts per generation batch."),
+    seed: int = typer.Option(0, help="Sampling seed."),
     backend: str = typer.Option("auto", help="auto (vLLM when installed with a GPU), hf or vllm."),
-    task: str = typer.Option(None, help="With --model tiny: the task the tiny policy is built for."),
-    out: str = typer.Option(None, help="Folder for eval.json, eval.md and samples.jsonl."),
+    task: str = typer.Option(None, show_default=False,
+                             help="With --model tiny: the task the tiny policy is built for.  [default: arithmetic]"),
+    out: str = typer.Option(None, show_default=False,
+                            help="Folder for eval.json, eval.md and samples.jsonl.  [default: none: print only]"),
 ) -> None:
     """Evaluate a model: pass@1 averaged over n samples per benchmark, and their unweighted mean."""
     from sfpo.data import DATASETS, DatasetUnavailableError
@@ -208,6 +233,9 @@ def eval_(
         if name not in names:
             fail(f"--data-files {name}=...: {name!r} is not among --benchmarks ({', '.join(names)})")
     chat_value = {"auto": "auto", "true": True, "false": False}[chat]
+    from sfpo.quiet import quiet_third_party
+
+    quiet_third_party()
     try:
         result, table, files = run_eval(model, names, out, n=n, temperature=temperature, top_p=top_p,
                                         max_new_tokens=max_new_tokens, data_files=files,
@@ -322,14 +350,16 @@ _COMPARE_BASELINE = typer.Option(
     "--baseline",
     "-b",
     show_default=False,
-    help="Baseline run folders, one per seed (globs allowed): --baseline A B C.",
+    metavar="RUN",
+    help="Baseline run folders, one per seed (globs allowed): --baseline A B C.  [default: none: the positional form]",
 )
 _COMPARE_CANDIDATE = typer.Option(
     None,
     "--candidate",
     "-c",
     show_default=False,
-    help="Candidate run folders, paired with --baseline in the given order.",
+    metavar="RUN",
+    help="Candidate run folders, paired with --baseline in the given order.  [default: none]",
 )
 _COMPARE_METRIC = typer.Option(
     "eval/accuracy", help="Metric to compare; in TRL logs eval_x (eval/x also finds eval_x), or any key."
@@ -339,15 +369,16 @@ _COMPARE_LOWER = typer.Option(False, "--lower-is-better", help="For loss-like me
 _COMPARE_PER_STEP = typer.Option(
     None,
     show_default=False,
-    help="TRL runs only: completions per optimizer step N (rollouts = step x N). Default: derived as "
+    help="TRL runs only: completions per optimizer step N (rollouts = step x N).  [default: derived as "
     "generation_batch_size x gradient_accumulation_steps / (steps_per_generation x num_iterations) "
     "= per_device_train_batch_size x world_size x gradient_accumulation_steps / num_iterations, read "
     "from training_args.bin, config.json/yaml and trainer_state.json's train_batch_size (missing factors "
-    "taken as 1, with a warning).",
+    "taken as 1, with a warning)]",
 )
 _COMPARE_JSON = typer.Option(False, "--json", help="Print one JSON object on stdout; warnings go to stderr.")
 _COMPARE_OUT = typer.Option(
-    None, "--out", show_default=False, help="Write report.md and PNG plots to DIR.", metavar="DIR"
+    None, "--out", show_default=False, help="Write report.md and PNG plots to DIR.  [default: none: print only]",
+    metavar="DIR",
 )
 
 

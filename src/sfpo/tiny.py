@@ -23,6 +23,13 @@ seed (measured: 69% instead of 76% greedy held-out accuracy), so a fresh clone e
 another policy. Builds are cached under ``~/.cache/sfpo/tiny/<key>/``, the key hashing every setting and
 :data:`TINY_VERSION`; a build is written to a temporary folder and renamed into place, so an interrupted
 build is never mistaken for a finished one.
+
+The default builds (seed 0, every tiny task, default settings) ship with the package under
+``sfpo/tiny_policies/<key>/`` (about 1.8 MB each), so nobody waits for a build: the portable kernels make one
+take minutes. :func:`build_tiny_policy` returns a shipped folder whenever its key matches, and builds
+otherwise; ``force=True`` always builds. The shipped folders are this builder's output, byte for byte in the
+weights (``python benchmarks/tiny_build.py --check`` rebuilds and compares them; ``--write`` refreshes them
+after a recipe change, which a fast test notices by the key).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +63,7 @@ __all__ = [
     "generation_kwargs_for",
     "load_tiny_info",
     "load_tokenizer",
+    "shipped_tiny_policy",
     "tiny_cache_path",
 ]
 
@@ -214,6 +222,19 @@ def tiny_cache_path(
     return _cache_root(cache_dir) / _cache_key(resolved_task, seed, settings)
 
 
+SHIPPED_DIR = Path(__file__).resolve().parent / "tiny_policies"  # package data: prebuilt default policies
+SHIPPED_TASKS = ("arithmetic", "countdown", "pyfunc")  # seed 0, default settings
+
+
+def shipped_tiny_policy(
+    task: str | Task = "arithmetic", seed: int = 0, **overrides: Any
+) -> Path | None:
+    """The prebuilt folder that ships with the package for these arguments, or None when none does."""
+    resolved_task, settings = _resolve(task, overrides)
+    folder = SHIPPED_DIR / _cache_key(resolved_task, seed, settings)
+    return folder if _is_complete(folder) else None
+
+
 def _is_complete(folder: Path) -> bool:
     return (folder / INFO_FILE).is_file()
 
@@ -250,18 +271,25 @@ def build_tiny_policy(
     cache_dir: str | os.PathLike[str] | None = None,
     *,
     force: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
     **overrides: Any,
 ) -> Path:
     """Build (or fetch from the cache) the warm-started tiny policy for ``task``; return its folder.
 
-    ``cache_dir`` is the folder that holds the ``<key>`` folders (default: ``$SFPO_CACHE_DIR/tiny`` or
-    ``~/.cache/sfpo/tiny``). ``overrides`` are :class:`TinySettings` fields (e.g. ``sft_steps=50`` for a
-    quick test model). ``force`` rebuilds even when a finished build is cached.
+    The package's own build comes first: when one ships for these arguments (see :func:`shipped_tiny_policy`)
+    its folder is returned as is. ``cache_dir`` is the folder that holds the ``<key>`` folders of other builds
+    (default: ``$SFPO_CACHE_DIR/tiny`` or ``~/.cache/sfpo/tiny``). ``overrides`` are :class:`TinySettings`
+    fields (e.g. ``sft_steps=50`` for a quick test model). ``force`` builds into ``cache_dir`` even when a
+    shipped or cached build exists. ``progress(phase, done, total)`` is called while a build runs: phase
+    ``"train"`` every few fine-tuning steps, ``"eval"`` before and after each held-out measurement.
     """
     resolved_task, settings = _resolve(task, overrides)
     root = _cache_root(cache_dir)
     key = _cache_key(resolved_task, seed, settings)
     final = root / key
+    shipped = SHIPPED_DIR / key
+    if not force and _is_complete(shipped):
+        return shipped
     if _is_complete(final) and not force:
         return final
 
@@ -271,10 +299,11 @@ def build_tiny_policy(
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
     try:
         started = time.perf_counter()
-        logger.info(
-            "building tiny policy %s (a few minutes on 2 cores: portable, single-threaded kernels)", key
+        logger.warning(
+            "building tiny policy %s: no shipped build has these settings; this takes minutes (portable, "
+            "single-threaded kernels) and is cached in %s", key, root
         )
-        built = _build_portable(resolved_task, seed, settings, tmp)
+        built = _build_portable(resolved_task, seed, settings, tmp, progress)
         info = {
             "key": key,
             "version": TINY_VERSION,
@@ -306,12 +335,15 @@ def build_tiny_policy(
     return final
 
 
-def _build_portable(task: Task, seed: int, settings: TinySettings, folder: Path) -> dict[str, Any]:
+def _build_portable(
+    task: Task, seed: int, settings: TinySettings, folder: Path, progress: Callable | None = None
+) -> dict[str, Any]:
     """Train and save into ``folder`` in a child process with :data:`PORTABLE_ENV`; returns the held-out
     accuracies, the parameter count and the CPU capability the child's torch ran with.
 
     A child process because the environment variables only act when torch is loaded. It is started with
     ``-m sfpo.tiny`` (not multiprocessing), so a caller's script without a ``__main__`` guard is never re-run.
+    It reports progress as ``sfpo-progress PHASE DONE TOTAL`` lines on its stdout.
     """
     package_root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, **PORTABLE_ENV}
@@ -324,13 +356,33 @@ def _build_portable(task: Task, seed: int, settings: TinySettings, folder: Path)
             "out": str(folder),
         }
     )
-    done = subprocess.run([sys.executable, "-m", "sfpo.tiny", job], env=env, capture_output=True, text=True)
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        with subprocess.Popen([sys.executable, "-m", "sfpo.tiny", job], env=env, stdout=subprocess.PIPE,
+                              stderr=errors, text=True) as child:
+            try:
+                for line in child.stdout:
+                    parts = line.split()
+                    if progress is not None and len(parts) == 4 and parts[0] == _PROGRESS_TAG:
+                        progress(parts[1], int(parts[2]), int(parts[3]))
+            except BaseException:
+                child.kill()  # the caller was interrupted: do not leave the build running
+                raise
+        returncode = child.returncode  # the with-block waited for it
+        errors.seek(0)
+        stderr = errors.read()
     result = folder / "build_result.json"
-    if done.returncode != 0 or not result.is_file():
-        raise RuntimeError(f"the tiny-policy build failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    if returncode != 0 or not result.is_file():
+        raise RuntimeError(f"the tiny-policy build failed (exit {returncode}):\n{stderr[-3000:]}")
     built = json.loads(result.read_text())
     result.unlink()
     return built
+
+
+_PROGRESS_TAG = "sfpo-progress"
+
+
+def _report_progress(phase: str, done: int, total: int) -> None:
+    print(_PROGRESS_TAG, phase, done, total, flush=True)
 
 
 def _child_build(job: str) -> None:
@@ -340,7 +392,7 @@ def _child_build(job: str) -> None:
 
     task_class, params = spec["task"]
     task, settings = getattr(tasks, task_class)(**params), TinySettings(**spec["settings"])
-    model, tokenizer, accuracy = _train(task, spec["seed"], settings)
+    model, tokenizer, accuracy = _train(task, spec["seed"], settings, report=_report_progress)
     out = Path(spec["out"])
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -373,20 +425,24 @@ def _deterministic(seed: int) -> Iterator[None]:
         torch.set_rng_state(rng_state)
 
 
-def _train(task: Task, seed: int, settings: TinySettings) -> tuple[Any, Any, dict[str, float]]:
+def _train(
+    task: Task, seed: int, settings: TinySettings, report: Callable[[str, int, int], None] | None = None
+) -> tuple[Any, Any, dict[str, float]]:
     """Initialise the model and warm-start it; returns model, tokenizer and held-out accuracies."""
+    report = report or (lambda *_: None)
     tokenizer = build_tokenizer(settings.max_positions)
     with _deterministic(seed):
         model = _build_model(tokenizer, settings)
-        _supervised_warm_start(model, tokenizer, task, settings, seed)
+        _supervised_warm_start(model, tokenizer, task, settings, seed, report)
         accuracy: dict[str, float] = {}
         if settings.eval_problems > 0:
             n = settings.eval_problems
-            accuracy = {
-                "n": n,
-                "greedy": _heldout_accuracy(model, tokenizer, task, n, temperature=0.0, seed=seed),
-                "temperature_1": _heldout_accuracy(model, tokenizer, task, n, temperature=1.0, seed=seed),
-            }
+            report("eval", 0, 2)
+            greedy = _heldout_accuracy(model, tokenizer, task, n, temperature=0.0, seed=seed)
+            report("eval", 1, 2)
+            sampled = _heldout_accuracy(model, tokenizer, task, n, temperature=1.0, seed=seed)
+            report("eval", 2, 2)
+            accuracy = {"n": n, "greedy": greedy, "temperature_1": sampled}
     return model, tokenizer, accuracy
 
 
@@ -397,10 +453,12 @@ def _encode_examples(tokenizer: Any, task: Task, problems: list[Any]) -> list[tu
     return [(p + s + [tokenizer.eos_token_id], len(p)) for p, s in zip(prompts, solutions, strict=True)]
 
 
-def _supervised_warm_start(model: Any, tokenizer: Any, task: Task, settings: TinySettings, seed: int) -> None:
+def _supervised_warm_start(
+    model: Any, tokenizer: Any, task: Task, settings: TinySettings, seed: int,
+    report: Callable[[str, int, int], None] = lambda *_: None,
+) -> None:
     """Plain-torch SFT on worked solutions: AdamW, linear warm-up then linear decay, loss on the solution."""
     import torch
-    from tqdm.auto import tqdm
 
     steps, batch = settings.sft_steps, settings.batch_size
     if steps <= 0:
@@ -416,8 +474,9 @@ def _supervised_warm_start(model: Any, tokenizer: Any, task: Task, settings: Tin
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
     )
     model.train()
-    progress = tqdm(range(steps), desc="tiny warm start", disable=not sys.stderr.isatty(), leave=False)
-    for step in progress:
+    for step in range(steps):
+        if step % 10 == 0:
+            report("train", step, steps)
         chunk = examples[step * batch : (step + 1) * batch]
         width = max(len(ids) for ids, _ in chunk)
         input_ids = torch.full((len(chunk), width), tokenizer.pad_token_id)
@@ -439,7 +498,7 @@ def _supervised_warm_start(model: Any, tokenizer: Any, task: Task, settings: Tin
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        progress.set_postfix(loss=f"{loss.item():.3f}")
+    report("train", steps, steps)
     model.eval()
 
 

@@ -154,6 +154,7 @@ class SFPOTrainer(GRPOTrainer):
         self._rl_window_step = -1  # global_step of the last optimizer step added to the window
         self._tr_loss_seen: torch.Tensor | None = None  # the Trainer's running loss sum after the last step
         self._rl_step_t0, self._generation_s = None, 0.0  # wall-clock split of the current RL step
+        self._resumed_elapsed: float | None = None  # a resumed RL step's seconds before its checkpoint
         self._warned_no_entropy = False
         self._epoch_iter = None
         self._epoch = -1
@@ -223,6 +224,8 @@ class SFPOTrainer(GRPOTrainer):
         hooks = self._hooks()
         if hooks is not None:
             hooks.settle()  # the optimizer step that followed the previous micro-step has run (or was skipped)
+        if self._resumed_elapsed is not None:  # resumed inside an RL step: its clock goes on from the checkpoint
+            self._rl_step_t0, self._resumed_elapsed = time.perf_counter() - self._resumed_elapsed, None
         if phase == 0:
             self._rl_step_t0, self._generation_s = time.perf_counter(), 0.0  # timing/* of this RL step
             self._pass_entropies = []
@@ -327,7 +330,9 @@ class SFPOTrainer(GRPOTrainer):
         skipped = self._zero_std_batch
         ran_sfpo = self.sfpo_active and not skipped
         if ran_sfpo:
-            self._drift_norm = self._hooks().drift_norm()  # a scalar all-reduce where the tensors are sharded
+            drift = self._hooks().drift_norm()  # a scalar all-reduce where the tensors are sharded
+            if drift is not None:  # None: taken at a checkpoint after the reposition, and restored from it
+                self._drift_norm = drift
         entropy = sum(self._pass_entropies) / len(self._pass_entropies) if self._pass_entropies else None
         self.sfpo_rollouts += self.args.generation_batch_size
         was_active = self.sfpo_active
@@ -351,7 +356,7 @@ class SFPOTrainer(GRPOTrainer):
             logs["sfpo/drift_norm"] = self._drift_norm
         if self.sfpo_switch.last_z is not None:
             logs["sfpo/entropy_z"] = self.sfpo_switch.last_z
-        if self._rl_step_t0 is not None:  # unknown for an RL step resumed mid-way
+        if self._rl_step_t0 is not None:  # a resumed RL step: the time before its checkpoint plus after the resume
             logs["timing/generation_s"] = self._generation_s
             logs["timing/training_s"] = max(time.perf_counter() - self._rl_step_t0 - self._generation_s, 0.0)
             self._rl_step_t0 = None
@@ -526,6 +531,13 @@ class SFPOTrainer(GRPOTrainer):
     def _save_sfpo_state(self, folder: str) -> None:
         mid_step = self._step % (self.args.steps_per_generation * self.num_iterations) != 0
         theta0_live = mid_step and self._in_step is not None and self._in_step.theta0_live
+        rl_window = None
+        if mid_step and self._in_step is not None and self._in_step.repositioned:
+            self._drift_norm = self._in_step.drift_norm()  # a collective: every rank saves at the same step
+        if mid_step:  # the RL step's metrics so far (its rewards and completions came before the checkpoint)
+            self._rl_window.collect(self._metrics["train"])
+            elapsed = None if self._rl_step_t0 is None else time.perf_counter() - self._rl_step_t0
+            rl_window = {**self._rl_window.state_dict(), "generation_s": self._generation_s, "elapsed_s": elapsed}
         summary = {
             "rl_step": self.sfpo_rl_step,
             "rollouts": self.sfpo_rollouts,
@@ -537,12 +549,15 @@ class SFPOTrainer(GRPOTrainer):
             "pass_entropies": self._pass_entropies,
             "zero_std_batch": self._zero_std_batch,
             "drift_norm": self._drift_norm,
+            "alpha_t": self._alpha_t,
+            "kl_fast": self._kl_fast,
             "switch": self.sfpo_switch.state_dict(),
         }
         tensors = {
             "anchor": self._anchor.state_dict() if theta0_live else None,
             "optimizer_state": self._state_copy.state_dict() if theta0_live and self._state_copy is not None else None,
             "buffered_inputs": self._buffered_inputs if mid_step else None,
+            "rl_window": rl_window,
         }
         os.makedirs(folder, exist_ok=True)
         _atomic_torch_save({"summary": summary, **tensors}, os.path.join(folder, _rank_file(self.args.process_index)))
@@ -568,10 +583,15 @@ class SFPOTrainer(GRPOTrainer):
         self.sfpo_rl_step, self.sfpo_rollouts = s["rl_step"], s["rollouts"]
         self.num_iterations, self._step = s["num_iterations"], s["micro_step"]
         self._pass_entropies, self._drift_norm = list(s["pass_entropies"]), s["drift_norm"]
+        self._alpha_t, self._kl_fast = s.get("alpha_t"), s.get("kl_fast")  # older checkpoints have neither
         self._zero_std_batch = bool(s.get("zero_std_batch", False))  # checkpoints from before the option have none
         self.sfpo_switch.load_state_dict(s["switch"])
         if saved["buffered_inputs"] is not None:
             self._buffered_inputs = saved["buffered_inputs"]
+        window = saved.get("rl_window")  # checkpoints from before it have none
+        if window is not None:
+            self._rl_window.load_state_dict(window)
+            self._generation_s, self._resumed_elapsed = window["generation_s"], window["elapsed_s"]
         if saved["anchor"] is not None:
             self._anchor.load_state_dict(saved["anchor"])
             self._anchor_live = True
@@ -590,6 +610,23 @@ class SFPOTrainer(GRPOTrainer):
         # The trainer counts loader batches as optimizer steps × accumulation; after the switch we drew more.
         self._resume_position = (s["epoch"], s["loader_pos"])
         return max(s["epoch"], 0), s["loader_pos"]
+
+
+    def _issue_warnings_after_load(self, load_result) -> None:
+        # A checkpoint of a model with tied weights (e.g. lm_head tied to the embeddings) stores the tensor once,
+        # so the tied name comes back "missing" although it shares the loaded tensor: not worth a warning.
+        # Any other missing key is still reported, by transformers' own message.
+        if hasattr(load_result, "_replace"):  # torch's IncompatibleKeys, a named tuple
+            missing = untied_missing_keys(self.accelerator.unwrap_model(self.model), load_result.missing_keys)
+            load_result = load_result._replace(missing_keys=missing)
+        super()._issue_warnings_after_load(load_result)
+
+
+def untied_missing_keys(model: torch.nn.Module, missing: list[str]) -> list[str]:
+    """The keys of ``missing`` that are not the same tensor as a parameter the checkpoint did hold."""
+    params = dict(model.named_parameters(remove_duplicate=False))
+    loaded = {params[name].data_ptr() for name in params if name not in missing}
+    return [k for k in missing if k not in params or params[k].data_ptr() not in loaded]
 
 
 class NonFiniteTrainingError(RuntimeError):
