@@ -26,9 +26,9 @@ import re
 import statistics
 import time
 
-from sfpo import sandbox
-from sfpo.code import _workers, code_accuracy
-from sfpo.tasks import get_task
+from sfpo.code import sandbox
+from sfpo.code.reward import _workers, code_accuracy
+from sfpo.toy.tasks import get_task
 
 _ASSERT_RE = re.compile(r"assert type\(f\((-?\d+)\)\) is int and f\(-?\d+\) == (-?\d+)")
 

@@ -9,7 +9,7 @@ Three comparisons, each over the same seeds and the same rollout budget, measure
 
     python benchmarks/efficiency.py --seeds 0 1 2 3 4 --steps 30 --lrs 5e-5 1e-4 2e-4 --jobs 2 --out runs/bench-efficiency
 
-The opt-in variants (`--variants sfpo-restore sfpo-kl sfpo-patient`, see `sfpo.demo.VARIANT_ARMS`) run next to
+The opt-in variants (`--variants sfpo-restore sfpo-kl sfpo-patient`, see `sfpo.app.demo.VARIANT_ARMS`) run next to
 the reference arms at every learning rate of --lrs, on the same seeds, and each is compared with GRPO at the
 same rate (and with the reference SFPO arm at that rate):
 
@@ -35,8 +35,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from sfpo.demo import VARIANT_ARMS, DemoSettings, build_policy, run_arm
-from sfpo.report import compare_runs, format_table, load_run, write_report
+from sfpo.app.demo import VARIANT_ARMS, DemoSettings, build_policy, run_arm
+from sfpo.app.report import compare_runs, format_table, load_run, write_report
 
 
 def run(settings: DemoSettings, arm: str, lr: float, seed: int, folder: Path, policy: str) -> Path:
@@ -60,7 +60,7 @@ def run(settings: DemoSettings, arm: str, lr: float, seed: int, folder: Path, po
 
 def _same_arm(folder: Path, arm: str, lr: float, seed: int) -> bool:
     """Whether a finished run was made with the arm's current fields (e.g. a variant's δ changed since)."""
-    from sfpo.demo import ARMS
+    from sfpo.app.demo import ARMS
 
     try:
         trainer = json.loads((folder / "config.json").read_text())["trainer"]

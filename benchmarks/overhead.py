@@ -27,8 +27,8 @@ import warnings
 
 import torch
 
-from sfpo import nonfinite, reposition
-from sfpo.config import SFPOConfig
+from sfpo.algorithm import nonfinite, reposition
+from sfpo.algorithm.config import SFPOConfig
 
 STAGES = [
     (reposition.Anchor, "snapshot"),
@@ -69,13 +69,13 @@ class StageTimer:
 
 
 def policy_and_task(name: str):
-    from sfpo.tasks import get_task
+    from sfpo.toy.tasks import get_task
 
     if name == "smollm2":
-        from sfpo.smollm2 import smollm2_folder
+        from sfpo.toy.smollm2 import smollm2_folder
 
         return str(smollm2_folder()), get_task("addition"), 32
-    from sfpo.tiny import build_tiny_policy
+    from sfpo.toy.tiny import build_tiny_policy
 
     task = get_task("arithmetic")
     return str(build_tiny_policy(task.name, seed=0)), task, task.max_completion_length
@@ -95,7 +95,7 @@ def common_fields(out: str, steps: int, policy: str, max_len: int, device: str) 
 def run_arm(kind: str, model: str, task, fields: dict, steps: int) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
-    from sfpo.trainer import SFPOTrainer
+    from sfpo.algorithm.trainer import SFPOTrainer
 
     data = task.train_dataset(512, seed=0)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):

@@ -29,10 +29,10 @@ import statistics
 import time
 from pathlib import Path
 
-from sfpo.config import SWITCHES
-from sfpo.demo import SMOLLM2, DemoSettings, build_policy, run_arm
-from sfpo.report import compare_runs, format_table, load_run, plot_runs, write_report
-from sfpo.runlog import read_metrics
+from sfpo.algorithm.config import SWITCHES
+from sfpo.app.demo import SMOLLM2, DemoSettings, build_policy, run_arm
+from sfpo.app.report import compare_runs, format_table, load_run, plot_runs, write_report
+from sfpo.app.runlog import read_metrics
 
 ARMS = ("grpo", "sfpo")
 # The settings that identify a run (with arm, seed and learning rate): a finished run is reused only if equal.

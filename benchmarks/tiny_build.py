@@ -1,7 +1,7 @@
 """Rebuild the tiny policies that ship with the package and check (or refresh) the shipped weights.
 
 The package ships the default tiny policies (seed 0, every tiny task) under ``src/sfpo/tiny_policies/<key>/``,
-so that `sfpo demo` never waits for a build. They are exactly what :func:`sfpo.tiny.build_tiny_policy` builds:
+so that `sfpo demo` never waits for a build. They are exactly what :func:`sfpo.toy.tiny.build_tiny_policy` builds:
 
     python benchmarks/tiny_build.py --check            # rebuild each one, compare weights bit for bit (exit 1 if not)
     python benchmarks/tiny_build.py --write            # after a recipe change: rebuild and ship the new folders
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sfpo import tiny
+from sfpo.toy import tiny
 
 
 def rebuild(task: str, cache: Path) -> tuple[Path, float, float]:

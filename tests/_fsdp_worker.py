@@ -51,7 +51,7 @@ def direct(out: Path) -> None:
     from torch.distributed.tensor.debug import CommDebugMode
     from transformers import AutoModelForCausalLM
 
-    from sfpo.reposition import Anchor, InStepReposition, OptimizerStateCopy
+    from sfpo.algorithm.reposition import Anchor, InStepReposition, OptimizerStateCopy
 
     dist.init_process_group("gloo")
     rank = dist.get_rank()

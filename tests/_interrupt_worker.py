@@ -12,7 +12,7 @@ from transformers import TrainerCallback
 
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
-from sfpo.interrupt import GracefulStop
+from sfpo.algorithm.interrupt import GracefulStop
 
 out = Path(sys.argv[1])
 rank = int(os.environ["RANK"])

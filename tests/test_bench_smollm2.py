@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sfpo.demo import SMOLLM2, DemoSettings
+from sfpo.app.demo import SMOLLM2, DemoSettings
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "smollm2.py"
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from sfpo.cli import _spread_multi_values, app
+from sfpo.app.cli import _spread_multi_values, app
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 KEYS = (

@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sfpo.cli import app
+from sfpo.app.cli import app
 
 COMMANDS = ("demo", "train", "eval", "compare")
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
@@ -70,7 +70,7 @@ import sys, warnings
 with warnings.catch_warnings(record=True) as seen:
     warnings.simplefilter("default")  # every warning shows (once per place), as for a script
     if sys.argv[1] == "quiet":
-        from sfpo.quiet import quiet_third_party
+        from sfpo.app.quiet import quiet_third_party
         quiet_third_party()
     from transformers import Qwen2Config, Qwen2ForCausalLM
     model = Qwen2ForCausalLM(Qwen2Config(vocab_size=8, hidden_size=8, intermediate_size=8, num_hidden_layers=1,

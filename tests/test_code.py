@@ -10,9 +10,15 @@ import uuid
 
 import pytest
 
-from sfpo import sandbox
-from sfpo.code import code_accuracy, code_accuracy_partial, extract_program, make_code_accuracy, parse_tests
-from sfpo.rewards import REWARDS, get_reward
+from sfpo.app.catalog import REWARDS, get_reward
+from sfpo.code.reward import (
+    code_accuracy,
+    code_accuracy_partial,
+    extract_program,
+    make_code_accuracy,
+    parse_tests,
+    sandbox,
+)
 
 ISOLATED = sandbox.mode() == "bwrap"
 needs_isolation = pytest.mark.skipif(

@@ -13,8 +13,8 @@ import socket
 
 import pytest
 
-from sfpo import sandbox, syscall_filter
-from sfpo.code import code_accuracy, make_code_accuracy, shape_of_tests
+from sfpo.code import sandbox, syscall_filter
+from sfpo.code.reward import code_accuracy, make_code_accuracy, shape_of_tests
 
 ISOLATED = sandbox.mode() == "bwrap"
 needs_isolation = pytest.mark.skipif(

@@ -9,10 +9,10 @@ import zlib
 
 import pytest
 
-from sfpo.code import code_accuracy, code_eval_set, extract_program
-from sfpo.code_data import decode_lcb_functional, decode_lcb_tests, humaneval_dataset
-from sfpo.data import DATASETS, load_dataset_recipe
-from sfpo.tasks import get_task
+from sfpo.app.catalog import DATASETS, load_dataset_recipe
+from sfpo.code.data import decode_lcb_functional, decode_lcb_tests, humaneval_dataset
+from sfpo.code.reward import code_accuracy, code_eval_set, extract_program
+from sfpo.toy.tasks import get_task
 
 
 def write_jsonl(path, rows):
@@ -205,8 +205,8 @@ def test_the_code_recipes_build_a_sandboxed_code_reward_and_code_benchmarks():
 
     import yaml
 
-    from sfpo.pipeline import build_rewards
-    from sfpo.recipe import cpu_only_overrides, load_recipe
+    from sfpo.app.pipeline import build_rewards
+    from sfpo.app.recipe import cpu_only_overrides, load_recipe
 
     root = Path(__file__).resolve().parents[1] / "configs" / "code"
     arms = {}
@@ -224,7 +224,7 @@ def test_the_code_recipes_build_a_sandboxed_code_reward_and_code_benchmarks():
 def test_sfpo_eval_reports_pass_at_1_on_code_benchmarks(tmp_path, tiny_lm):
     from typer.testing import CliRunner
 
-    from sfpo.cli import app
+    from sfpo.app.cli import app
 
     mbpp = write_jsonl(tmp_path / "mbpp.jsonl", MBPP_ROWS)
     lcb = write_jsonl(tmp_path / "lcb.jsonl", LCB_ROWS)
@@ -302,7 +302,7 @@ def {entry}(*args, **kwargs):
 
 
 def _humaneval(subset: int | None):
-    from sfpo.code import shape_of_tests
+    from sfpo.code.reward import shape_of_tests
 
     ds = load_dataset_recipe(
         "humaneval", chat=False
@@ -325,7 +325,7 @@ def _humaneval(subset: int | None):
 def test_humaneval_loads_offline_with_the_shapes_of_its_tests():
     from collections import Counter
 
-    from sfpo.code import shape_of_tests
+    from sfpo.code.reward import shape_of_tests
 
     ds = load_dataset_recipe("humaneval", chat=False)
     assert len(ds) == 164 and ds[0]["id"] == "humaneval-HumanEval-0"

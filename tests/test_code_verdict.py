@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from sfpo.code import (
+from sfpo.code.cases import CallTests, functional_tests, in_process_modules, parse_call_tests, strict_equal
+from sfpo.code.reward import (
     MAX_COMPLETION_CHARS,
     code_accuracy,
     code_accuracy_partial,
@@ -19,7 +20,6 @@ from sfpo.code import (
     parse_tests,
     shape_of_tests,
 )
-from sfpo.code_tests import CallTests, functional_tests, in_process_modules, parse_call_tests, strict_equal
 
 
 def fenced(code: str) -> str:

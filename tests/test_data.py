@@ -9,16 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import sfpo.data as D
-from sfpo.data import (
-    DATASETS,
-    DEFAULT_INSTRUCTION,
-    DatasetUnavailableError,
-    format_prompt,
-    get_recipe,
-    load_dataset_recipe,
-)
-from sfpo.rewards import math_accuracy
+import sfpo.math.data as D
+from sfpo.app.catalog import DATASETS, get_recipe, load_dataset_recipe
+from sfpo.common.datasets import DEFAULT_INSTRUCTION, DatasetUnavailableError
+from sfpo.math.data import format_prompt
+from sfpo.math.reward import math_accuracy
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 

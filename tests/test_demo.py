@@ -9,8 +9,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from sfpo.cli import app
-from sfpo.demo import DemoSettings, run_demo, summarize
+from sfpo.app.cli import app
+from sfpo.app.demo import DemoSettings, run_demo, summarize
 
 
 @pytest.fixture(scope="module")

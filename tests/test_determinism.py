@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from sfpo.cli import app
-from sfpo.runlog import read_metrics
+from sfpo.app.cli import app
+from sfpo.app.runlog import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "cpu" / "tiny-arithmetic-sfpo.yaml"
@@ -47,6 +47,6 @@ def test_same_seed_same_metrics_and_weights(tmp_path):
 
 
 def _tiny_policy() -> str:
-    from sfpo.tiny import build_tiny_policy
+    from sfpo.toy.tiny import build_tiny_policy
 
     return str(build_tiny_policy("arithmetic", seed=0))

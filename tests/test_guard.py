@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
-from sfpo.trainer import NonFiniteTrainingError
+from sfpo.algorithm.trainer import NonFiniteTrainingError
 
 COMMON = dict(
     use_cpu=True, bf16=False, per_device_train_batch_size=8, num_generations=4, max_completion_length=6,

@@ -1,4 +1,4 @@
-"""The guards at the trainer's boundary (sfpo.guards).
+"""The guards at the trainer's boundary (sfpo.algorithm.guards).
 
 A raising reward is called once, as GRPOTrainer calls it, and its exception goes on unchanged with a note naming the
 function; a NaN, wrong-length or non-numeric output stops the run naming the function (a ValueError), before any
@@ -20,7 +20,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
-from sfpo.guards import (
+from sfpo.algorithm.guards import (
     RewardFunctionError,
     RewardTypeError,
     check_reward_output,
@@ -276,13 +276,13 @@ def test_what_grpo_accepts_passes_the_check(tmp_path, toy_dataset):
 def test_sfpo_train_names_a_raising_reward_whatever_its_type(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import sfpo.pipeline
-    from sfpo.cli import app
+    import sfpo.app.pipeline
+    from sfpo.app.cli import app
 
     def judge(completions, **kwargs):
         raise FileNotFoundError("rubric.txt")  # a type the CLI otherwise reports as bad input (exit 2)
 
-    monkeypatch.setattr(sfpo.pipeline, "build_rewards", lambda recipe: [judge])
+    monkeypatch.setattr(sfpo.app.pipeline, "build_rewards", lambda recipe: [judge])
     recipe = Path(__file__).resolve().parents[1] / "configs" / "cpu" / "tiny-arithmetic-sfpo.yaml"
     sets = [f"trainer.output_dir={tmp_path / 'run'}", "trainer.sfpo_max_rl_steps=1", "eval=null",
             "trainer.generation_batch_size=8", "trainer.per_device_train_batch_size=4", "trainer.num_generations=4"]

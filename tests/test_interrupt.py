@@ -17,10 +17,10 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from sfpo.cli import app
-from sfpo.interrupt import GracefulStop
-from sfpo.pipeline import checkpoint_is_complete, last_checkpoint
-from sfpo.runlog import read_metrics
+from sfpo.algorithm.interrupt import GracefulStop
+from sfpo.app.cli import app
+from sfpo.app.pipeline import checkpoint_is_complete, last_checkpoint
+from sfpo.app.runlog import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "cpu" / "tiny-arithmetic-sfpo.yaml"
@@ -47,7 +47,7 @@ def start_train(run: Path, *extra: str) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
-        "sfpo.cli",
+        "sfpo.app.cli",
         "train",
         "--config",
         str(RECIPE),
@@ -191,7 +191,7 @@ def test_sigterm_during_demo_writes_checkpoint_and_metrics(tmp_path):
         [
             sys.executable,
             "-m",
-            "sfpo.cli",
+            "sfpo.app.cli",
             "demo",
             "--steps",
             "6",

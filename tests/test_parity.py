@@ -36,7 +36,7 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.chat_template_utils import qwen2_5_chat_template
 
 from sfpo import SFPOConfig, SFPOTrainer
-from sfpo.runlog import RunRecorder, read_metrics
+from sfpo.app.runlog import RunRecorder, read_metrics
 
 SFPO_PREFIXES = ("sfpo/", "timing/")  # keys SFPOTrainer adds to TRL's log entries
 TIMINGS = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sfpo.cli import app
+from sfpo.app.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "cpu" / "tiny-arithmetic-sfpo.yaml"

@@ -62,8 +62,8 @@ def test_the_readme_demo_table_is_what_the_demo_prints(tmp_path):
 
     from rich.console import Console
 
-    from sfpo.demo import DemoSettings, run_demo, summarize
-    from sfpo.report import load_run
+    from sfpo.app.demo import DemoSettings, run_demo, summarize
+    from sfpo.app.report import load_run
 
     steps, rows = _readme_demo_table()
     folder = run_demo(DemoSettings(seed=0), tmp_path / "demo", console=Console(file=io.StringIO()))

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sfpo.cli import app
-from sfpo.recipe import RecipeError, apply_overrides, build_recipe, cpu_only_overrides, load_recipe
+from sfpo.app.cli import app
+from sfpo.app.recipe import RecipeError, apply_overrides, build_recipe, cpu_only_overrides, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "accelerate" not in p.parts)
@@ -84,9 +84,9 @@ def test_overrides_are_read_as_yaml_and_create_missing_levels():
 
 
 def test_cli_dry_run_prints_resolved_config_without_loading(monkeypatch, tmp_path):
-    import sfpo.pipeline
+    import sfpo.app.pipeline
 
-    monkeypatch.setattr(sfpo.pipeline, "load_policy", lambda *a, **k: pytest.fail("dry-run loaded a model"))
+    monkeypatch.setattr(sfpo.app.pipeline, "load_policy", lambda *a, **k: pytest.fail("dry-run loaded a model"))
     path = ROOT / "configs" / "cpu" / "tiny-arithmetic-sfpo.yaml"
     result = CliRunner().invoke(app, ["train", "--config", str(path), "--dry-run",
                                       "--set", f"trainer.output_dir={tmp_path / 'run'}"])

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from sfpo.report import (
+from sfpo.app.report import (
     ReportError,
     arm_stability,
     compare_runs,

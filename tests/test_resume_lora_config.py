@@ -10,7 +10,7 @@ from trl import GRPOConfig
 
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
-from sfpo.reposition import stepped_tensors
+from sfpo.algorithm.reposition import stepped_tensors
 
 BASE = dict(
     use_cpu=True, bf16=False, report_to=[], disable_tqdm=True, activation_checkpointing=False, seed=1,
@@ -142,7 +142,7 @@ def test_fp16_in_a_deepspeed_config_is_refused():
 
 
 def _record(run_dir, rl_step):
-    from sfpo.runlog import read_metrics
+    from sfpo.app.runlog import read_metrics
 
     return next(r for r in read_metrics(run_dir / "metrics.jsonl") if r["rl_step"] == rl_step)
 
@@ -153,7 +153,7 @@ def test_resumed_rl_step_record_has_the_uninterrupted_keys_and_values(toy_datase
     from transformers.utils import logging as hf_logging
 
     from conftest import build_tiny_lm
-    from sfpo.runlog import RunRecorder
+    from sfpo.app.runlog import RunRecorder
 
     tied = build_tiny_lm(tmp_path / "tied", tie=True)  # lm_head shares the embeddings, as the tiny policy's does
 
@@ -193,7 +193,7 @@ class _ListHandler(__import__("logging").Handler):
 
 def test_only_tied_missing_keys_are_dropped(tmp_path):
     from conftest import build_tiny_lm
-    from sfpo.trainer import untied_missing_keys
+    from sfpo.algorithm.trainer import untied_missing_keys
 
     tied = AutoModelForCausalLM.from_pretrained(build_tiny_lm(tmp_path / "t", tie=True))
     untied = AutoModelForCausalLM.from_pretrained(build_tiny_lm(tmp_path / "u", tie=False))

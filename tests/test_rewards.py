@@ -8,14 +8,12 @@ import time
 
 import pytest
 
-from sfpo import rewards as R
-from sfpo.rewards import (
-    REWARDS,
+from sfpo.app.catalog import REWARDS, get_reward
+from sfpo.common.text import extract_answer, extract_boxed
+from sfpo.math import reward as R
+from sfpo.math.reward import (
     boxed_format,
     check_many,
-    extract_answer,
-    extract_boxed,
-    get_reward,
     is_correct,
     make_math_accuracy,
     math_accuracy,

@@ -9,7 +9,7 @@ from transformers import TrainerCallback
 
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
-from sfpo.switch import SFPOSwitch, entropy_zscore
+from sfpo.algorithm.switch import SFPOSwitch, entropy_zscore
 
 
 class RLSteps(TrainerCallback):

@@ -6,7 +6,14 @@ import random
 
 import pytest
 
-from sfpo.tasks import TASKS, ArithmeticTask, CountdownTask, generation_kwargs_for, get_task, parse_expression
+from sfpo.toy.tasks import (
+    TASKS,
+    ArithmeticTask,
+    CountdownTask,
+    generation_kwargs_for,
+    get_task,
+    parse_expression,
+)
 
 # the tiny policy's tasks; the addition tasks are below
 TASK_NAMES = sorted(n for n in TASKS if not n.startswith("addition"))
@@ -149,7 +156,7 @@ def test_unknown_task_names_the_choices():
 
 def test_arithmetic_reward_agrees_with_math_accuracy_on_number_literals():
     """The task's fast integer compare and the math pipeline's math-verify check give the same scores."""
-    from sfpo.rewards import math_accuracy
+    from sfpo.math.reward import math_accuracy
 
     cases = [(c, a) for c, a, _ in ARITHMETIC_CASES if "+" not in c] + [
         ("\\boxed{+32}", "32"),

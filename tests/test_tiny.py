@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from sfpo import tiny
-from sfpo.tasks import get_task
+from sfpo.toy import tiny
+from sfpo.toy.tasks import get_task
 
 # Small enough to build in a couple of seconds; the recipe is the same as the default one.
 SMALL = {
@@ -185,7 +185,7 @@ def test_load_tokenizer_keeps_the_character_vocabulary_of_a_tiny_policy_folder(t
     the spaces of this vocabulary); load_tokenizer loads the folder's own tokenizer, as built."""
     from transformers import Qwen2Config
 
-    from sfpo.tiny import INFO_FILE, build_tokenizer, load_tokenizer
+    from sfpo.toy.tiny import INFO_FILE, build_tokenizer, load_tokenizer
 
     built = build_tokenizer()
     built.save_pretrained(tmp_path)

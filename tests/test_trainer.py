@@ -9,7 +9,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
-from sfpo.reposition import stepped_tensors
+from sfpo.algorithm.reposition import stepped_tensors
 
 COMMON = dict(
     use_cpu=True,

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sfpo.cli import app
+from sfpo.app.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "cpu" / "tiny-arithmetic-sfpo.yaml"
@@ -216,7 +216,7 @@ def test_data_and_folder_checks_before_training(case, words, tiny_lm, tmp_path):
         for name in ("trainer_state.json", "sfpo_state.json", "sfpo_state-rank0.pt"):
             (out / "checkpoint-1" / name).write_text("{}")
         first = write_recipe(tmp_path / "first.yaml", model, data, out, learning_rate=1e-3)
-        from sfpo.recipe import load_recipe, resolved_yaml
+        from sfpo.app.recipe import load_recipe, resolved_yaml
 
         (out / "config.yaml").write_text(resolved_yaml(load_recipe(first)))
         flags, trainer = ["--resume"], {"learning_rate": 2e-3}

@@ -11,9 +11,9 @@ from trl import GRPOTrainer
 
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
-from sfpo.kl_budget import kl_budget_alpha, kl_sums
-from sfpo.reposition import stepped_tensors
-from sfpo.switch import SFPOSwitch
+from sfpo.algorithm.kl_budget import kl_budget_alpha, kl_sums
+from sfpo.algorithm.reposition import stepped_tensors
+from sfpo.algorithm.switch import SFPOSwitch
 from test_trainer import COMMON, Recorder, assert_same, grpo_args, run, sfpo_args, weights
 
 # ---------------------------------------------------------------- config

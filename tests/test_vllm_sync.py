@@ -16,7 +16,7 @@ from trl.generation.vllm_generation import VLLMGeneration
 from _fake_vllm import FakeVLLMServer, named
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
-from sfpo.reposition import InStepReposition
+from sfpo.algorithm.reposition import InStepReposition
 
 K, RL_STEPS = 2, 3
 OPT_STEPS_PER_PASS = 2  # steps_per_generation 2 / gradient_accumulation_steps 1

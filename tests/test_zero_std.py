@@ -14,8 +14,8 @@ from trl import GRPOTrainer
 
 from conftest import digit_reward, flat_then_digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
-from sfpo.switch import SFPOSwitch
-from sfpo.zero_std import all_groups_zero_std
+from sfpo.algorithm.switch import SFPOSwitch
+from sfpo.algorithm.zero_std import all_groups_zero_std
 from test_trainer import COMMON, assert_same, grpo_args, sfpo_args, weights
 
 NAN = math.nan

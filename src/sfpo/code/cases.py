@@ -25,7 +25,7 @@ no comparison or judging builtin sits inside it), ``not``, ``and``, ``or``. Wher
 first assert run in the sandbox as set-up (MBPP's ``test_setup_code``); assignments of host values stay here and
 are sent only when a call uses them. Anything else (loops, ``if``, a ``check`` with statements of its own, an
 assert after set-up code) makes :func:`parse_call_tests` return None: those tests run in-process instead
-(:mod:`sfpo.code`, docs/sandbox.md).
+(:mod:`sfpo.code.reward`, docs/sandbox.md).
 
 :func:`functional_tests` builds the same structure from LiveCodeBench's functional problems (``fn_name``,
 ``inputs``, ``outputs``), where the expected values are JSON, so tuples in results compare as lists there.

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sfpo.recipe import Recipe, RecipeError, resolved_yaml
+from sfpo.app.recipe import Recipe, RecipeError, resolved_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ class ModelUnavailableError(RuntimeError):
 def resolve_model(model: str, task: str | None = None) -> str:
     """'tiny' → the embedded policy's folder (built offline and cached); anything else unchanged."""
     if model == "tiny":
-        from sfpo.tiny import build_tiny_policy
+        from sfpo.toy.tiny import build_tiny_policy
 
         return str(build_tiny_policy(task or "arithmetic", seed=0))
     return model
@@ -41,7 +41,7 @@ def load_policy(model: str, model_kwargs: dict | None = None):
     """(model, tokenizer) from a hub id or a local folder, with a clear error when neither works."""
     from transformers import AutoModelForCausalLM
 
-    from sfpo.tiny import load_tokenizer
+    from sfpo.toy.tiny import load_tokenizer
 
     try:
         tokenizer = load_tokenizer(model)
@@ -57,8 +57,10 @@ def load_policy(model: str, model_kwargs: dict | None = None):
 
 
 def build_rewards(recipe: Recipe) -> list:
-    from sfpo.rewards import get_reward, make_code_accuracy, make_math_accuracy
-    from sfpo.tasks import get_task
+    from sfpo.app.catalog import get_reward
+    from sfpo.code.reward import make_code_accuracy
+    from sfpo.math.reward import make_math_accuracy
+    from sfpo.toy.tasks import get_task
 
     if not recipe.rewards:
         return [get_task(recipe.task).reward]
@@ -83,8 +85,8 @@ def build_rewards(recipe: Recipe) -> list:
 def build_train_dataset(recipe: Recipe, tokenizer):
     from datasets import concatenate_datasets
 
-    from sfpo.data import load_dataset_recipe
-    from sfpo.tasks import get_task
+    from sfpo.app.catalog import load_dataset_recipe
+    from sfpo.toy.tasks import get_task
 
     if recipe.task is not None:
         return get_task(recipe.task).train_dataset(recipe.dataset.get("limit") or 4096, seed=recipe.trainer.seed)
@@ -110,7 +112,7 @@ def build_train_dataset(recipe: Recipe, tokenizer):
 def check_train_data(recipe: Recipe, data, tokenizer, policy) -> None:
     """Refuse, before training, data the run cannot use: no rows, too few for one generation batch, a
     conversational prompt without a chat template, or prompts that leave no room for the completion."""
-    from sfpo.guards import check_train_dataset
+    from sfpo.algorithm.guards import check_train_dataset
 
     what = f"task {recipe.task!r}" if recipe.task else f"dataset {', '.join(recipe.dataset['names'])}"
     try:
@@ -149,10 +151,9 @@ def _max_length(recipe: Recipe, policy) -> tuple[int | None, str]:
 def build_eval_sets(benchmarks: list[str], tokenizer, chat: Any = "auto", data_files: dict | None = None,
                     limit: int | None = None) -> list:
     """Benchmarks are dataset recipes (math_accuracy, or code_accuracy for code) or offline tasks (their own reward)."""
-    from sfpo.data import load_dataset_recipe
-    from sfpo.evaluate import EvalSet
-    from sfpo.rewards import get_reward
-    from sfpo.tasks import TASKS
+    from sfpo.app.catalog import get_reward, load_dataset_recipe
+    from sfpo.common.evaluate import EvalSet
+    from sfpo.toy.tasks import TASKS
 
     sets = []
     for name in benchmarks:
@@ -164,7 +165,7 @@ def build_eval_sets(benchmarks: list[str], tokenizer, chat: Any = "auto", data_f
         ds = load_dataset_recipe(name, data_files=(data_files or {}).get(name), limit=limit, tokenizer=tokenizer,
                                  chat=chat)
         if "tests" in ds.column_names:  # a code benchmark: run the programs against the tests
-            from sfpo.code import code_eval_set
+            from sfpo.code.reward import code_eval_set
 
             sets.append(code_eval_set(name, ds))
             continue
@@ -174,7 +175,7 @@ def build_eval_sets(benchmarks: list[str], tokenizer, chat: Any = "auto", data_f
 
 
 def make_evaluator(recipe: Recipe, tokenizer):
-    from sfpo.evaluate import evaluate
+    from sfpo.common.evaluate import evaluate
 
     ev = recipe.eval
     sets = build_eval_sets(ev["benchmarks"], tokenizer, ev.get("chat", recipe.dataset.get("chat", "auto")),
@@ -193,7 +194,7 @@ def checkpoint_is_complete(folder: Path, world_size: int = 1) -> bool:
     """Whether a checkpoint's save finished: `SFPOTrainer` writes `sfpo_state.json` (main process) after the
     model, optimizer, RNG and trainer state, and each rank's `sfpo_state-rank<r>.pt`, so a `kill -9` during a
     save leaves a folder without them. transformers' own `get_last_checkpoint` takes the highest number."""
-    from sfpo.trainer import STATE_FILE, _rank_file
+    from sfpo.algorithm.trainer import STATE_FILE, _rank_file
 
     needed = ["trainer_state.json", STATE_FILE, *(_rank_file(r) for r in range(world_size))]
     return all((folder / name).is_file() for name in needed)
@@ -277,9 +278,9 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     """Trains one run into `trainer.output_dir` (config.yaml, metrics.jsonl, checkpoints, best/, final/)."""
     from peft import LoraConfig
 
-    from sfpo.interrupt import GracefulStop
-    from sfpo.runlog import RunRecorder
-    from sfpo.trainer import SFPOTrainer
+    from sfpo.algorithm.interrupt import GracefulStop
+    from sfpo.algorithm.trainer import SFPOTrainer
+    from sfpo.app.runlog import RunRecorder
 
     checkpoint = check_run_dir(recipe, resume)
     model_path = resolve_model(recipe.model, recipe.task)
@@ -310,7 +311,7 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
 def run_eval(model: str, benchmarks: list[str], out: str | os.PathLike | None, n: int = 4, temperature: float = 1.0,
              top_p: float = 0.7, max_new_tokens: int = 2560, data_files: dict | None = None, limit: int | None = None,
              chat: Any = "auto", batch_size: int = 32, seed: int = 0, backend: str = "auto", task: str | None = None):
-    from sfpo.evaluate import evaluate, markdown_table, write_eval
+    from sfpo.common.evaluate import evaluate, markdown_table, write_eval
 
     path = resolve_model(model, task)
     policy, tokenizer = load_policy(path)

@@ -9,7 +9,7 @@ the trainer writes log entries. A line
 `rl_step: 0` holds the evaluation before training, when there is one.
 
 Every line is written with one `write` and flushed, so an interrupted run leaves at most one partial
-last line, which `sfpo.report` skips.
+last line, which `sfpo.app.report` skips.
 """
 
 from __future__ import annotations

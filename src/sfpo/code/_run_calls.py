@@ -1,4 +1,4 @@
-"""Sandbox side of host-compared tests (:mod:`sfpo.code_tests`): the program, then each call; the values as data.
+"""Sandbox side of host-compared tests (:mod:`sfpo.code.cases`): the program, then each call; the values as data.
 
 Runs as ``python -I -S -c <this file's text>`` inside the sandbox and reads one JSON object on stdin:
 ``program``; ``setup`` (test code run after the program, in its namespace); ``frames`` (per ``check`` function:

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from sfpo.validate import Range, check_trainer_values, did_you_mean
+from sfpo.app.validate import Range, check_trainer_values, did_you_mean
 
 TOP_KEYS = {"name", "model", "model_kwargs", "task", "dataset", "rewards", "eval", "peft", "trainer"}
 DATASET_KEYS = {"names", "split", "chat", "data_files", "limit"}
@@ -189,7 +189,7 @@ def _check_model(model: Any) -> str:
 
 
 def _check_rewards(rewards: Any, task: str | None) -> list:
-    from sfpo.rewards import REWARDS
+    from sfpo.app.catalog import REWARDS
 
     if rewards is None:
         if task is None:
@@ -209,7 +209,8 @@ def _check_rewards(rewards: Any, task: str | None) -> list:
 
 
 def _check_reward_options(item: dict) -> None:
-    from sfpo.rewards import make_code_accuracy, make_math_accuracy
+    from sfpo.code.reward import make_code_accuracy
+    from sfpo.math.reward import make_math_accuracy
 
     name = item["name"]
     options = {k: v for k, v in item.items() if k != "name"}
@@ -229,7 +230,7 @@ def _check_reward_options(item: dict) -> None:
 
 
 def _check_dataset(dataset: Any, task: str | None) -> dict:
-    from sfpo.data import DATASETS
+    from sfpo.app.catalog import DATASETS
 
     if task is not None:
         if dataset:
@@ -254,8 +255,8 @@ def _check_dataset(dataset: Any, task: str | None) -> dict:
 
 
 def _check_eval(ev: Any, task: str | None) -> dict | None:
-    from sfpo.data import DATASETS
-    from sfpo.tasks import TASKS
+    from sfpo.app.catalog import DATASETS
+    from sfpo.toy.tasks import TASKS
 
     if ev is None:
         return None
@@ -280,8 +281,8 @@ def _check_eval(ev: Any, task: str | None) -> dict | None:
 
 
 def build_recipe(raw: dict) -> Recipe:
-    from sfpo.config import SFPOConfig
-    from sfpo.tasks import TASKS
+    from sfpo.algorithm.config import SFPOConfig
+    from sfpo.toy.tasks import TASKS
 
     _unknown(raw, TOP_KEYS, "the recipe")
     task = raw.get("task")

@@ -13,7 +13,7 @@ One call of :func:`run_python` runs one program once, in a fresh process tree:
   program runs as uid 65534 in its namespace and may not create user namespaces of its own
   (``--disable-userns``, bubblewrap 0.8 and later), and ``--die-with-parent`` plus the PID namespace mean that
   when the program ends, or is killed, every process it started is killed too.
-- **a seccomp filter** (:mod:`sfpo.syscall_filter`, through ``bwrap --seccomp``) refuses the kernel keyrings,
+- **a seccomp filter** (:mod:`sfpo.code.syscall_filter`, through ``bwrap --seccomp``) refuses the kernel keyrings,
   ``ptrace`` and other processes' memory, new namespaces and mounts, and kernel interfaces a test has no use for.
 - **resource limits** (``prlimit`` from util-linux, else a small exec shim) cap each process's address space
   (``Limits.memory_mb``), CPU seconds, file size and open files, and disable core dumps. (``RLIMIT_NPROC``
@@ -52,7 +52,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sfpo import syscall_filter
+from sfpo.code import syscall_filter
 
 logger = logging.getLogger(__name__)
 
@@ -398,7 +398,7 @@ def _warn_missing_bwrap_parts(features: frozenset[str]) -> None:
     if why is not None:
         logger.warning(
             "code sandbox: no seccomp filter (%s): programs can use the kernel keyrings (the trainer's session "
-            "keyring is readable), ptrace and the other calls sfpo.syscall_filter refuses. Install libseccomp2.",
+            "keyring is readable), ptrace and the other calls sfpo.code.syscall_filter refuses. Install libseccomp2.",
             why,
         )
     if "--disable-userns" not in features:

@@ -9,18 +9,18 @@ old log-probs taken once at the batch's starting weights. With `num_iterations =
     pass K+1               the slow correction from θ̃      (TRL, ratios still against θ0's log-probs)
 
 so this class only watches TRL's micro-step counter (`_step`) and arms the two stages of
-`sfpo.reposition.InStepReposition` for the optimizer steps they belong to; they run in that optimizer's step
+`sfpo.algorithm.reposition.InStepReposition` for the optimizer steps they belong to; they run in that optimizer's step
 hooks, on the tensors it really steps (parameters, FSDP2 shards or DeepSpeed's fp32 master partitions). It
 also measures the last pass's entropy for the switch, turns SFPO off for good when the switch fires (from
 then on one pass per generation batch, and the sampler's repeats of a batch are skipped unread), adds the
 `sfpo/*` metrics to the log entries TRL writes (`logging_steps` still decides when), hands callbacks one record
 per RL step (`on_rl_step_end`), and saves what a resume needs inside each checkpoint. The same step hooks keep
-non-finite values out of the weights (`sfpo.nonfinite`).
+non-finite values out of the weights (`sfpo.algorithm.nonfinite`).
 
 Opt-in variants (defaults are the reference): `sfpo_optimizer_state="restore"` snapshots the optimizer state with
 θ0 and restores it right after the reposition (both in the same hooks); `sfpo_alpha_mode="kl_budget"` defers the
 reposition from pass K's last optimizer step to the start of the slow pass, where the model holds θK: one no-grad
-forward there gives KL_K and α_t (`sfpo.kl_budget`), then the reposition runs, before the slow pass's first forward
+forward there gives KL_K and α_t (`sfpo.algorithm.kl_budget`), then the reposition runs, before the slow pass's first forward
 (under DeepSpeed on the fp32 masters, then copied into the model as DeepSpeed does after a step).
 """
 
@@ -37,14 +37,14 @@ import time
 import torch
 from trl import GRPOTrainer
 
-from sfpo.config import SFPOConfig
-from sfpo.guards import check_train_dataset, guard_reward_funcs
-from sfpo.kl_budget import kl_budget_alpha, kl_sums
-from sfpo.nonfinite import agree
-from sfpo.reposition import Anchor, InStepReposition, OptimizerStateCopy
-from sfpo.steplog import RLStepWindow
-from sfpo.switch import SFPOSwitch
-from sfpo.zero_std import all_groups_zero_std
+from sfpo.algorithm.config import SFPOConfig
+from sfpo.algorithm.guards import check_train_dataset, guard_reward_funcs
+from sfpo.algorithm.kl_budget import kl_budget_alpha, kl_sums
+from sfpo.algorithm.nonfinite import agree
+from sfpo.algorithm.reposition import Anchor, InStepReposition, OptimizerStateCopy
+from sfpo.algorithm.steplog import RLStepWindow
+from sfpo.algorithm.switch import SFPOSwitch
+from sfpo.algorithm.zero_std import all_groups_zero_std
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "sfpo_state.json"  # human-readable summary, written by the main process
@@ -108,7 +108,7 @@ class SFPOTrainer(GRPOTrainer):
             logger.info("SFPO variants beyond the reference code: %s", variants)
         self._in_step: InStepReposition | None = None
         # A reward's exception gets a note naming the function (called once, as TRL does); a NaN, a non-number or
-        # a wrong count stops the run naming the function, before any update (sfpo.guards).
+        # a wrong count stops the run naming the function, before any update (sfpo.algorithm.guards).
         self.reward_funcs = guard_reward_funcs(self.reward_funcs, self.reward_func_names,
                                                diagnose=self.args.sfpo_diagnose_reward_errors)
         # Only what TRL would fail on or train zero steps with; an environment_factory supplies the prompts.

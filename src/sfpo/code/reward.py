@@ -9,7 +9,7 @@ process that ran the program, except in the third:
 - **stdin/stdout**: a list of ``{"input": str, "output": str}`` cases (or that list as a JSON string, which is
   how the dataset recipes store it): the program reads ``input`` on stdin and its stdout must equal ``output``,
   compared on the host line by line after stripping trailing whitespace (trailing blank lines ignored);
-- **calls**: a string of Python test code (asserts, MBPP / HumanEval style) that :mod:`sfpo.code_tests` parses
+- **calls**: a string of Python test code (asserts, MBPP / HumanEval style) that :mod:`sfpo.code.cases` parses
   on the host into calls and expected values, or a LiveCodeBench functional spec (``{"fn_name", "inputs",
   "outputs"}``, as a dict or its JSON). Only the calls enter the sandbox; their values come back as data and are
   compared on the host, type-strictly, with expected values the program never sees;
@@ -22,9 +22,9 @@ process that ran the program, except in the third:
 The score is 1.0 when every test ran and passed, else 0.0 (``make_code_accuracy(partial=True)`` gives the
 fraction of stdin/stdout cases, or of parsed checks, that passed instead). No tests, no program, or a garbage
 completion score 0.0: nothing a completion contains makes the reward raise. It does raise ``ValueError`` for a
-set-up error (no ``tests`` column, a length mismatch) and :class:`sfpo.sandbox.SandboxUnavailableError` when
+set-up error (no ``tests`` column, a length mismatch) and :class:`sfpo.code.sandbox.SandboxUnavailableError` when
 ``SFPO_SANDBOX=bwrap`` asks for a sandbox that cannot run. Programs run in parallel (``SFPO_CODE_WORKERS``
-threads, default: the CPU count), each test in a fresh sandbox (:mod:`sfpo.sandbox`); identical (program, tests)
+threads, default: the CPU count), each test in a fresh sandbox (:mod:`sfpo.code.sandbox`); identical (program, tests)
 pairs in a batch run once.
 """
 
@@ -40,8 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sfpo import sandbox
-from sfpo.code_tests import (
+from sfpo.code import sandbox
+from sfpo.code.cases import (
     CallTests,
     decode_results,
     functional_tests,
@@ -49,6 +49,7 @@ from sfpo.code_tests import (
     parse_call_tests,
     score_checks,
 )
+from sfpo.common.text import completion_text
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +72,6 @@ _CALL_RUNNER = Path(__file__).with_name("_run_calls.py").read_text(encoding="utf
 _ASSERT_RUNNER = Path(__file__).with_name("_run_asserts.py").read_text(encoding="utf-8")
 
 
-def _text(completion: Any) -> str:
-    from sfpo.rewards import _completion_text
-
-    return _completion_text(completion)
-
-
 def extract_program(completion: Any) -> str:
     """The last fenced code block of a completion (its body), else the whole completion; ``""`` for garbage.
 
@@ -85,7 +80,7 @@ def extract_program(completion: Any) -> str:
     each from where the last stopped, so the time is linear in the length (regular expressions backtracked
     here: 64k characters of a fence without newlines took 16-23 s); over :data:`MAX_COMPLETION_CHARS` gives ``""``.
     """
-    text = _text(completion)
+    text = completion_text(completion)
     if not text or len(text) > MAX_COMPLETION_CHARS:
         return ""
     block, pos = None, 0
@@ -297,10 +292,10 @@ code_accuracy_partial = make_code_accuracy(partial=True, name="code_accuracy_par
 
 
 def code_eval_set(name: str, ds, reward: Callable[..., list[float]] | None = None):
-    """An :class:`sfpo.evaluate.EvalSet` for a code dataset (columns ``prompt``, ``tests``, ``id``): a sample is
+    """An :class:`sfpo.common.evaluate.EvalSet` for a code dataset (columns ``prompt``, ``tests``, ``id``): a sample is
     correct when its program passes every test (pass@1; avg@n over n samples). Its ``test_shapes`` counts the
     problems per way of judging (:func:`shape_of_tests`), which ``sfpo eval`` prints."""
-    from sfpo.evaluate import EvalSet
+    from sfpo.common.evaluate import EvalSet
 
     scorer = reward or code_accuracy
 

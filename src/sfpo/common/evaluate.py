@@ -30,7 +30,7 @@ class EvalSet:
     scorer: Callable[..., list[float]]
     ids: list = field(default_factory=list)
     extract: Callable[[str], str | None] | None = None  # what samples.jsonl shows as "extracted" (default: math)
-    test_shapes: dict[str, int] | None = None  # code benchmarks: problems per way of judging (sfpo.code.shape_of_tests)
+    test_shapes: dict[str, int] | None = None  # code benchmarks: problems per way of judging (sfpo.code.reward.shape_of_tests)
 
     def __post_init__(self):
         if len(self.prompts) != len(self.answers):
@@ -130,7 +130,7 @@ def vllm_available() -> bool:
 
 
 def _extract(text: str) -> str | None:
-    from sfpo.rewards import extract_answer
+    from sfpo.common.text import extract_answer
 
     return extract_answer(text)
 

@@ -28,7 +28,7 @@ import copy
 import torch
 import torch.distributed as dist
 
-from sfpo.nonfinite import StepGuard
+from sfpo.algorithm.nonfinite import StepGuard
 
 try:  # torch >= 2.4
     from torch.distributed.tensor import DTensor
@@ -203,7 +203,7 @@ class OptimizerStateCopy:
 
 
 class InStepReposition:
-    """Runs the anchor's two stages, and the non-finite guard (`sfpo.nonfinite`), inside `optimizer.step()`.
+    """Runs the anchor's two stages, and the non-finite guard (`sfpo.algorithm.nonfinite`), inside `optimizer.step()`.
 
     The trainer calls `expect_step(...)` before every micro-step, saying whether an optimizer step follows it and
     which stages are due in that step, and `settle()` at the next micro-step. A step the optimizer skipped by

@@ -1,7 +1,7 @@
 """``pyfunc``: an offline code-generation task for the embedded tiny policy, scored by running the code.
 
 The prompt gives a function at x = 0, 1, 2; the policy writes a Python program defining ``f``, which is run
-in the sandbox (:mod:`sfpo.code`) against held-out inputs::
+in the sandbox (:mod:`sfpo.code.reward`) against held-out inputs::
 
     f(0)=2,f(1)=5,f(2)=8;   ->  5-2=3 8-5=3
                                 ```
@@ -21,7 +21,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from sfpo.tasks import Problem, Task, completion_text
+from sfpo.common.text import completion_text
+from sfpo.toy.task import Problem, Task
 
 __all__ = ["PyFuncTask"]
 
@@ -75,7 +76,7 @@ class PyFuncTask(Task):
 
     def reward(self, completions: list[Any], answer: list[str], **kwargs: Any) -> list[float]:
         """Runs every completion's program against its tests in the sandbox, in parallel."""
-        from sfpo.code import make_code_accuracy
+        from sfpo.code.reward import make_code_accuracy
 
         texts = [completion_text(c) for c in completions]
         return make_code_accuracy(timeout_s=self.timeout_s, memory_mb=256, name=self.name)(

@@ -1,6 +1,6 @@
 """Keeping non-finite values out of the weights, inside the optimizer step (docs/failure-modes.md).
 
-Runs in the same step hooks as the SFPO stages (`sfpo.reposition.InStepReposition`), so it sees the tensors the
+Runs in the same step hooks as the SFPO stages (`sfpo.algorithm.reposition.InStepReposition`), so it sees the tensors the
 optimizer really steps on every back end. Two checks, each decided the same way on every rank:
 
 - before a step: are this step's gradients finite? If not, the step is skipped, as AMP's grad scaler does: the

