@@ -21,20 +21,41 @@ def test_quickstart_block_runs(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "quickstart").is_dir()
 
 
-def test_every_relative_link_and_image_exists_and_every_result_image_is_shown():
-    text = README.read_text()
+DOCS = [README, *sorted((README.parent / "docs").glob("*.md")), README.parent / "benchmarks" / "README.md"]
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def _links(doc: Path) -> list[str]:
+    text = doc.read_text()
     # [text](target) and ![alt](target), with an optional "title"
     targets = re.findall(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)", text)
     targets += re.findall(r"<img[^>]+src=\"([^\"]+)\"", text)
-    relative = [t.split("#")[0] for t in targets if not re.match(r"[a-z][a-z0-9+.-]*:|#", t)]
-    assert relative, "expected relative links in the README"
-    missing = [t for t in relative if not (README.parent / t).exists()]
-    assert not missing, f"README links to missing files: {missing}"
-    shown = {(README.parent / t).resolve() for t in relative}
-    unused = [
-        p.name for p in sorted((README.parent / "docs" / "results").glob("*.png")) if p.resolve() not in shown
-    ]
-    assert not unused, f"images in docs/results/ the README does not show: {unused}"
+    return [t for t in targets if not re.match(r"[a-z][a-z0-9+.-]*:", t)]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: str(d.relative_to(README.parent)))
+def test_every_relative_link_image_and_anchor_exists(doc):
+    links = _links(doc)
+    assert links or doc != README, "expected relative links in the README"
+    for link in links:
+        path, _, anchor = link.partition("#")
+        target = (doc.parent / path).resolve() if path else doc
+        assert target.exists(), f"{doc.name} links to a missing file: {link}"
+        if anchor and target.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", target.read_text(), flags=re.M)
+            assert anchor in {_slug(h) for h in headings}, f"{doc.name}: no heading for #{anchor} in {target.name}"
+
+
+def test_every_result_image_is_shown_by_the_readme_or_the_results():
+    shown = {(d.parent / link.partition("#")[0]).resolve() for d in (README, README.parent / "docs" / "results.md")
+             for link in _links(d)}
+    unused = [p.name for p in sorted((README.parent / "docs" / "results").glob("*.png")) if p.resolve() not in shown]
+    assert not unused, f"images in docs/results/ that neither the README nor docs/results.md shows: {unused}"
 
 
 DEMO_TABLE = "<!-- demo-table: sfpo demo --seed 0 -->"

@@ -10,7 +10,7 @@ from typing import Any
 
 from sfpo.code.data import CODE_DATASETS
 from sfpo.code.reward import code_accuracy, code_accuracy_partial
-from sfpo.common.datasets import DEFAULT_INSTRUCTION, DatasetRecipe, load_recipe
+from sfpo.common.datasets import DatasetRecipe, load_recipe
 from sfpo.math.data import MATH_DATASETS
 from sfpo.math.reward import RewardFn, boxed_format, math_accuracy, math_accuracy_format
 
@@ -43,16 +43,8 @@ def get_reward(name: str) -> RewardFn:
         raise ValueError(f"unknown reward {name!r}; allowed: {', '.join(sorted(REWARDS))}") from None
 
 
-def load_dataset_recipe(
-    name: str,
-    split: str | None = None,
-    data_files: Any = None,
-    limit: int | None = None,
-    tokenizer: Any = None,
-    chat: bool | str = "auto",
-    instruction: str | None = DEFAULT_INSTRUCTION,
-    cache_dir: str | None = None,
-):
-    """Load the recipe called ``name`` (:func:`sfpo.common.datasets.load_recipe`): ``prompt``, ``problem``,
-    ``id`` and ``answer`` (math) or ``tests`` (code). ``ValueError`` for an unknown name."""
-    return load_recipe(get_recipe(name), split, data_files, limit, tokenizer, chat, instruction, cache_dir)
+def load_dataset_recipe(name: str, *args: Any, **kwargs: Any):
+    """Load the recipe called ``name``: :func:`sfpo.common.datasets.load_recipe` with that recipe (same further
+    arguments: split, data_files, limit, tokenizer, chat, instruction, cache_dir). ``ValueError`` for an unknown
+    name."""
+    return load_recipe(get_recipe(name), *args, **kwargs)

@@ -54,7 +54,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from sfpo.common.datasets import DEFAULT_INSTRUCTION, DatasetRecipe
+from sfpo.common.datasets import DEFAULT_INSTRUCTION, DatasetRecipe, format_rows
 
 logger = logging.getLogger(__name__)
 
@@ -233,8 +233,6 @@ def code_rows(recipe: DatasetRecipe, ds, split: str, chat: bool, instruction: st
     math instruction (the loader's default) gives way to :data:`CODE_INSTRUCTION`."""
     if instruction == DEFAULT_INSTRUCTION:
         instruction = CODE_INSTRUCTION
-    from datasets import Features, Value
-
     def to_row(row: Mapping[str, Any], idx: int) -> dict[str, Any]:
         problem, tests, row_id = recipe.convert(row)
         problem = problem.strip() if isinstance(problem, str) else ""
@@ -247,31 +245,7 @@ def code_rows(recipe: DatasetRecipe, ds, split: str, chat: bool, instruction: st
             "id": f"{recipe.name}-{row_id}",
         }
 
-    text = Value("string")
-    features = Features(
-        {
-            "prompt": [{"role": text, "content": text}] if chat else text,
-            "tests": text,
-            "problem": text,
-            "id": text,
-        }
-    )
-    n_before = len(ds)
-    ds = ds.map(
-        to_row,
-        with_indices=True,
-        remove_columns=ds.column_names,
-        features=features,
-        desc=f"formatting {recipe.name}",
-    )
-    ds = ds.filter(lambda row: bool(row["problem"]) and bool(row["tests"]))
-    if len(ds) < n_before:
-        logger.warning(
-            "%s: dropped %d rows without a problem or usable stdin/stdout or assert tests",
-            recipe.name,
-            n_before - len(ds),
-        )
-    return ds
+    return format_rows(recipe, ds, to_row, "tests", chat, recipe.name, "a problem or usable stdin/stdout or assert tests")
 
 
 CODE_DATASETS: dict[str, DatasetRecipe] = {

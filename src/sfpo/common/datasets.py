@@ -21,7 +21,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_INSTRUCTION", "DatasetRecipe", "DatasetUnavailableError", "load_recipe"]
+__all__ = ["DEFAULT_INSTRUCTION", "DatasetRecipe", "DatasetUnavailableError", "format_rows", "load_recipe"]
 
 #: The paper's prompt: the problem, then this instruction (no system prompt). It is verl's wording, which
 #: the reference code inherits. Code recipes put their own instruction in its place.
@@ -258,3 +258,21 @@ def load_recipe(
     elif limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     return recipe.rows(recipe, ds, split, chat, instruction, source)
+
+
+def format_rows(recipe: DatasetRecipe, ds, to_row: Callable, gold: str, chat: bool, where: str, lacking: str):
+    """The domain's ``to_row(row, index)`` over the loaded rows: ``prompt``, ``<gold>``, ``problem``, ``id``, all
+    strings (explicit features: a numeric gold column, amc23's, would otherwise stay numeric); rows without a
+    problem or a gold value are dropped, with a warning naming ``where`` and what they lacked."""
+    from datasets import Features, Value
+
+    text = Value("string")
+    prompt = [{"role": text, "content": text}] if chat else text
+    features = Features({"prompt": prompt, gold: text, "problem": text, "id": text})
+    n_before = len(ds)
+    ds = ds.map(to_row, with_indices=True, remove_columns=ds.column_names, features=features,
+                desc=f"formatting {recipe.name}")
+    ds = ds.filter(lambda row: bool(row["problem"]) and bool(row[gold]))
+    if len(ds) < n_before:
+        logger.warning("%s: dropped %d rows without %s", where, n_before - len(ds), lacking)
+    return ds

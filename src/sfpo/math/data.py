@@ -59,7 +59,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sfpo.common.datasets import DEFAULT_INSTRUCTION, DatasetRecipe
+from sfpo.common.datasets import DEFAULT_INSTRUCTION, DatasetRecipe, format_rows
 from sfpo.common.text import extract_boxed
 from sfpo.math.reward import normalize_gold
 
@@ -143,14 +143,6 @@ def format_prompt(problem: str, instruction: str | None = DEFAULT_INSTRUCTION, c
     return [{"role": "user", "content": text}] if chat else text
 
 
-def _output_features(chat: bool):
-    from datasets import Features, Value
-
-    text = Value("string")
-    prompt = [{"role": text, "content": text}] if chat else text
-    return Features({"prompt": prompt, "answer": text, "problem": text, "id": text})
-
-
 def math_rows(recipe: DatasetRecipe, ds, split: str, chat: bool, instruction: str | None, source: str):
     """The loaded hub/local rows of a math recipe as ``prompt``, ``answer``, ``problem``, ``id``."""
 
@@ -167,18 +159,7 @@ def math_rows(recipe: DatasetRecipe, ds, split: str, chat: bool, instruction: st
             "id": f"{recipe.name}-{row_id}",
         }
 
-    n_before = len(ds)
-    ds = ds.map(
-        to_row,
-        with_indices=True,
-        remove_columns=ds.column_names,
-        features=_output_features(chat),  # explicit: otherwise a float "answer" column (amc23) stays float
-        desc=f"formatting {recipe.name}",
-    )
-    ds = ds.filter(lambda row: bool(row["problem"]) and bool(row["answer"]))
-    if len(ds) < n_before:
-        logger.warning("%s: dropped %d rows without a problem or a gold answer", source, n_before - len(ds))
-    return ds
+    return format_rows(recipe, ds, to_row, "answer", chat, source, "a problem or a gold answer")
 
 
 MATH_DATASETS: dict[str, DatasetRecipe] = {

@@ -56,6 +56,7 @@ from sfpo.toy.tasks import generation_kwargs_for, get_task
 
 __all__ = [
     "INFO_FILE",
+    "PORTABLE_ENV",
     "TASK_DEFAULTS",
     "TINY_VERSION",
     "TinySettings",
