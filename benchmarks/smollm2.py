@@ -6,7 +6,8 @@ held-out accuracy at temperature 0.7, one sample per problem) with a learning ra
 every seed x {grpo, sfpo (K=3, alpha=0.8)} at --lr, plus both arms at --other-lr for --other-lr-seeds. Runs go
 one at a time into `--out/<arm>-lr<lr>-seed<seed>/` (config.json, metrics.jsonl, run.json with the time it
 took). The benchmark is resumable: a finished run with the same settings is reused, an unfinished one is run
-again from the start, a finished one with other settings is an error (use another --out). `--max-new-runs N`
+again from the start (or, with `--checkpoint-every N`, continued from its newest checkpoint, saved every N RL
+steps), a finished one with other settings is an error (use another --out). `--max-new-runs N`
 stops after N new runs and `--arms sfpo` runs one arm only, so the plan can be spread over sessions; the
 summary covers the seeds where both arms are finished. `--entropy-coef 0` (with another --out) is the ablation
 of the demo's entropy bonus. Needs `make smollm2`.
@@ -30,9 +31,11 @@ import time
 from pathlib import Path
 
 from sfpo.algorithm.config import SWITCHES
+from sfpo.algorithm.trainer import STATE_FILE
 from sfpo.app.demo import SMOLLM2, DemoSettings, build_policy, run_arm
+from sfpo.app.pipeline import last_checkpoint
 from sfpo.app.report import compare_runs, format_table, load_run, plot_runs, write_report
-from sfpo.app.runlog import read_metrics
+from sfpo.app.runlog import CheckpointEvery, read_metrics
 
 ARMS = ("grpo", "sfpo")
 # The settings that identify a run (with arm, seed and learning rate): a finished run is reused only if equal.
@@ -85,17 +88,52 @@ def finished(folder: Path, settings: DemoSettings) -> bool:
     return True
 
 
-def run_one(settings: DemoSettings, arm: str, folder: Path, policy: str) -> float:
-    if folder.exists():  # an interrupted run: start it again (the demo runs save no checkpoints)
+def resumable(folder: Path, settings: DemoSettings) -> str | None:
+    """The newest complete checkpoint of an unfinished run of these settings in `folder`, if any."""
+    checkpoint = last_checkpoint(folder, world_size=1)
+    if checkpoint is None or not (folder / "config.json").is_file():
+        return None
+    saved = json.loads((folder / "config.json").read_text())["demo"]
+    wanted, defaults = identity(settings), identity(DemoSettings())
+    return checkpoint if all(saved.get(k, defaults[k]) == v for k, v in wanted.items()) else None
+
+
+def run_one(settings: DemoSettings, arm: str, folder: Path, policy: str, checkpoint_every: int = 0) -> float:
+    """Run (or continue) one arm; returns the seconds the run took. With `checkpoint_every`, a run killed
+    part-way resumes from its newest checkpoint, and its time counts the work up to that checkpoint in each
+    piece (`elapsed.json`); without one, or with other settings, it starts again."""
+    checkpoint = resumable(folder, settings) if checkpoint_every else None
+    elapsed = folder / "elapsed.json"
+    before, pieces = 0.0, 1
+    if checkpoint is not None:
+        saved = json.loads(elapsed.read_text()) if elapsed.is_file() else {}
+        rl_step = json.loads((Path(checkpoint) / STATE_FILE).read_text())["rl_step"]
+        if saved.get("rl_step") == rl_step:  # the time of the pieces up to this checkpoint
+            before, pieces = saved["seconds"], saved["pieces"] + 1
+        print(f"  resuming from {checkpoint} (RL step {rl_step})", flush=True)
+    elif folder.exists():  # an interrupted run without a checkpoint to go on from: start it again
         shutil.rmtree(folder)
     started = time.perf_counter()
-    run_arm(settings, arm, policy, folder)
-    seconds = time.perf_counter() - started
+
+    def on_step(record: dict) -> None:  # its checkpoint is saved right after this line
+        if checkpoint_every and record["rl_step"] and record["rl_step"] % checkpoint_every == 0:
+            seconds = before + time.perf_counter() - started
+            info = {"rl_step": record["rl_step"], "seconds": round(seconds, 1), "pieces": pieces}
+            elapsed.write_text(json.dumps(info) + "\n")
+
+    run_arm(settings, arm, policy, folder, progress=on_step, checkpoint_every=checkpoint_every,
+            resume_from=checkpoint)
+    seconds = before + time.perf_counter() - started
+    for done in folder.glob("checkpoint-*"):  # finished: the weights are not part of the result
+        shutil.rmtree(done)
+    elapsed.unlink(missing_ok=True)
     info = {
         "seconds": round(seconds, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
     }
+    if pieces > 1:
+        info["pieces"] = pieces  # resumed after an interruption; `seconds` leaves out the work redone
     (folder / "run.json").write_text(json.dumps(info, indent=2) + "\n")
     return seconds
 
@@ -349,6 +387,11 @@ def main() -> None:
         help="pre-registered verdict: rollouts to this held-out accuracy, SFPO at --lr vs GRPO at --other-lr",
     )
     parser.add_argument("--max-new-runs", type=int, default=None, help="stop after this many new runs")
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=0, metavar="N",
+        help="save a checkpoint every N RL steps (the newest is kept), so that a killed run resumes from it "
+        "instead of starting again; 0: none",
+    )
     parser.add_argument("--out", default="benchmarks/results/smollm2")
     opts = parser.parse_args()
     out = Path(opts.out)
@@ -373,8 +416,10 @@ def main() -> None:
     )
     try:
         base.validate()
+        if opts.checkpoint_every:
+            CheckpointEvery(opts.checkpoint_every)
     except ValueError as err:  # a bad option: name it, before any run folder is touched
-        raise SystemExit(f"error: {err}") from None
+        raise SystemExit(f"error: {err}".replace("checkpoint_every=", "--checkpoint-every ")) from None
     policy, new_runs, plan = None, 0, {lr: {} for lr in lrs}
     for lr, seed, planned in jobs:
         settings = DemoSettings(**{**vars(base), "learning_rate": lr, "seed": seed})
@@ -385,7 +430,7 @@ def main() -> None:
             if not done and arm in opts.arms and (opts.max_new_runs is None or new_runs < opts.max_new_runs):
                 policy = policy or build_policy(settings)
                 print(f"running {folder} ...", flush=True)
-                seconds = run_one(settings, arm, folder, policy)
+                seconds = run_one(settings, arm, folder, policy, opts.checkpoint_every)
                 print(f"  {folder.name}: {seconds / 60:.1f} min", flush=True)
                 new_runs, done = new_runs + 1, True
             elif done:

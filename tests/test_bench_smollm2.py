@@ -65,7 +65,7 @@ def test_a_setting_added_later_reads_as_its_default_and_still_separates_runs(ben
 def test_arms_option_runs_only_the_named_arm(bench, tmp_path, monkeypatch):
     ran = []
 
-    def record(s, arm, folder, policy):
+    def record(s, arm, folder, policy, checkpoint_every=0):
         ran.append((arm, s.entropy_coef))
         fake_run(folder, s, last_step=s.steps)
         return 1.0
@@ -80,10 +80,17 @@ def test_arms_option_runs_only_the_named_arm(bench, tmp_path, monkeypatch):
     assert "Not run yet: grpo-lr1e-05-seed0." in (tmp_path / "summary.md").read_text()
 
 
-def test_a_bad_option_exits_naming_it_and_writes_nothing(bench, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--entropy-coef", "-1"], r"--entropy-coef -1\.0 is not allowed: it must be a finite number ≥ 0"),
+        (["--checkpoint-every", "-2"], r"--checkpoint-every -2 is not allowed: it must be an int ≥ 1"),
+    ],
+)
+def test_a_bad_option_exits_naming_it_and_writes_nothing(bench, tmp_path, monkeypatch, option, message):
     out = tmp_path / "out"
-    monkeypatch.setattr(sys, "argv", ["smollm2.py", "--entropy-coef", "-1", "--out", str(out)])
-    with pytest.raises(SystemExit, match=r"--entropy-coef -1\.0 is not allowed: it must be a finite number ≥ 0"):
+    monkeypatch.setattr(sys, "argv", ["smollm2.py", *option, "--out", str(out)])
+    with pytest.raises(SystemExit, match=message):
         bench.main()
     assert not out.exists()
 
@@ -139,7 +146,8 @@ def test_the_preregistered_rule(bench):
 
 
 def test_target_option_writes_the_preregistered_verdict(bench, tmp_path, monkeypatch):
-    def record(s, arm, folder, policy):  # SFPO reaches 0.5 at RL step 1, GRPO at RL step 2 (at either rate)
+    def record(s, arm, folder, policy, checkpoint_every=0):
+        # SFPO reaches 0.5 at RL step 1, GRPO at RL step 2 (at either rate)
         fake_run(folder, s, last_step=s.steps, accuracy=0.41 if arm == "sfpo" else 0.31)
         return 1.0
 
@@ -155,3 +163,56 @@ def test_target_option_writes_the_preregistered_verdict(bench, tmp_path, monkeyp
     assert "**primary: SFPO at 5e-06 wins against GRPO 1e-05** (reached the target in 3/3 seeds, median ratio 2.00x" in summary
     assert "Seeds 0-2 agree: seeds 3 and 4 are not needed." in summary
     assert (tmp_path / "accuracy-vs-rollouts.png").is_file()
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL: the run stops where it is, with nothing cleaned up."""
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_the_uninterrupted_run(bench, tmp_path, monkeypatch):
+    from sfpo.app.demo import build_policy
+
+    # SFPO on the tiny policy, the skip on, a fixed stop step: a checkpoint inside SFPO's active phase (after RL
+    # step 2) and a resumed piece that crosses the switch
+    tiny = DemoSettings(steps=4, eval_every=1, prompts_per_step=4, num_generations=4, eval_problems=8,
+                        eval_samples=1, train_problems=64, switch="step", stop_step=3, skip_zero_std_batches=True)
+    policy = build_policy(tiny)
+    plain = tmp_path / "plain"
+    bench.run_one(tiny, "sfpo", plain, policy)  # no checkpoints
+    assert not list(plain.glob("checkpoint-*")) and "pieces" not in json.loads((plain / "run.json").read_text())
+
+    real_run_arm = bench.run_arm
+
+    def killed_at_step_3(*args, progress=None, **kwargs):
+        def on_step(record):
+            progress(record)
+            if record["rl_step"] == 3:
+                raise Killed
+
+        return real_run_arm(*args, progress=on_step, **kwargs)
+
+    folder = tmp_path / "killed"
+    monkeypatch.setattr(bench, "run_arm", killed_at_step_3)
+    with pytest.raises(Killed):
+        bench.run_one(tiny, "sfpo", folder, policy, checkpoint_every=2)
+    assert [p.name for p in folder.glob("checkpoint-*")] and json.loads((folder / "elapsed.json").read_text())[
+        "rl_step"] == 2
+    assert bench.resumable(folder, tiny) is not None
+    assert bench.resumable(folder, DemoSettings(**{**vars(tiny), "learning_rate": 5e-5})) is None  # other settings
+
+    monkeypatch.setattr(bench, "run_arm", real_run_arm)
+    bench.run_one(tiny, "sfpo", folder, policy, checkpoint_every=2)
+    assert not list(folder.glob("checkpoint-*")) and not (folder / "elapsed.json").exists()
+    assert json.loads((folder / "run.json").read_text())["pieces"] == 2
+
+    def trained(run):  # the record of every RL step but its clocks
+        clocks = ("wall_s", "step_time")
+        return [{k: v for k, v in r.items() if k not in clocks and not k.startswith("timing/")}
+                for r in bench.read_metrics(run / "metrics.jsonl")]
+
+    resumed, uninterrupted = trained(folder), trained(plain)
+    assert [r["rl_step"] for r in resumed] == [0, 1, 2, 3, 4]
+    assert resumed == uninterrupted
+    # stop_step counts RL steps from 0: records 1-3 ran SFPO, record 4 plain GRPO, so the resumed piece (records 3
+    # and 4) crossed the switch
+    assert [r["sfpo/active"] for r in resumed[1:]] == [1, 1, 1, 0]

@@ -249,18 +249,24 @@ def _quiet():
             hf_logging.set_verbosity(level)
 
 
-def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progress=None) -> Path:
+def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progress=None, checkpoint_every: int = 0,
+            resume_from: str | None = None) -> Path:
+    """Train one arm into `run_dir`. With `checkpoint_every`, save a checkpoint every that many RL steps;
+    `resume_from` continues the run in `run_dir` from one of its checkpoints."""
     from transformers.trainer_callback import PrinterCallback
 
     from sfpo.algorithm.interrupt import GracefulStop
     from sfpo.algorithm.trainer import SFPOTrainer
-    from sfpo.app.runlog import RunRecorder
+    from sfpo.app.runlog import CheckpointEvery, RunRecorder
     from sfpo.toy.tasks import get_task
     from sfpo.toy.tiny import load_tokenizer
 
     task = get_task(settings.task)
     run_dir.mkdir(parents=True, exist_ok=True)
+    saver = CheckpointEvery(checkpoint_every) if checkpoint_every else None
     args = arm_config(settings, arm, run_dir)
+    if saver is not None:
+        args.save_total_limit = 1
     resolved = {"name": arm, "arm": arm, "task": settings.task, "policy": settings.policy, "policy_path": policy,
                 "demo": {k: v for k, v in vars(settings).items() if k != "extra"}, "trainer": args.to_dict()}
     (run_dir / "config.json").write_text(json.dumps(resolved, indent=2, default=str) + "\n")
@@ -272,8 +278,10 @@ def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progre
         trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; the demo prints its own lines
         RunRecorder(run_dir, evaluator=make_evaluator(settings, tokenizer), eval_every=settings.eval_every,
                     on_step=progress).attach(trainer)
+        if saver is not None:
+            trainer.add_callback(saver)
         with GracefulStop().attach(trainer) as stop:  # SIGINT / SIGTERM: checkpoint at the next optimizer step
-            trainer.train()
+            trainer.train(resume_from_checkpoint=resume_from)
     if stop.stopped:
         raise stop.interrupted()
     return run_dir

@@ -158,6 +158,21 @@ class RunRecorder(TrainerCallback):
             self.on_step(record)
 
 
+class CheckpointEvery(TrainerCallback):
+    """A checkpoint at the end of every `every`-th RL step, right after that step's line in `metrics.jsonl`, so
+    that a run killed without warning (SIGKILL, a machine taken back) loses at most `every` RL steps. The trainer
+    keeps only the newest (`save_total_limit=1`); a resumed run reproduces the uninterrupted one."""
+
+    def __init__(self, every: int):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"checkpoint_every={every!r} is not allowed: it must be an int ≥ 1")
+        self.every = every
+
+    def on_rl_step_end(self, args, state, control, metrics=None, **kwargs):
+        if int(metrics["sfpo/rl_step"]) % self.every == 0:
+            control.should_save = True  # the save follows in this optimizer step's save phase
+
+
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
