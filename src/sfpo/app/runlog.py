@@ -1,7 +1,7 @@
 """The run folder's `metrics.jsonl`: one line per RL step, written at SFPOTrainer's `on_rl_step_end` event.
 
 Each line holds `rl_step`, `rollouts` (completions generated so far), `wall_s` (training wall-clock so far,
-evaluation time excluded so both arms of a comparison pay only for training), `optimizer_step`, the
+evaluation and checkpoint saving excluded so both arms of a comparison pay only for training), `optimizer_step`, the
 trainer's metrics averaged over the RL step (TRL's, `loss`, `grad_norm`, `learning_rate`; with the short
 aliases `reward`, `entropy`, `completion_length`), the `sfpo/*` and `timing/*` metrics, and `eval/*` on the steps where
 evaluation ran. The event does not depend on `logging_steps`, so there is a line per RL step however often
@@ -93,12 +93,24 @@ class RunRecorder(TrainerCallback):
         if self._main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             _atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
-        self._eval_s = 0.0
+        self._excluded_s = 0.0  # evaluation and checkpoint saving so far, left out of wall_s
+        self._step_end: tuple[float, float] | None = None  # (clock, _excluded_s) when the newest step's work ended
         self._t0 = time.perf_counter()
         if self.evaluator is not None and self.eval_at_start and not done:
             record = {"rl_step": 0, "rollouts": 0, "wall_s": 0.0, "optimizer_step": state.global_step}
             record.update(self._evaluate(model))
             self._write(record)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._step_end = (time.perf_counter(), self._excluded_s)
+
+    def on_save(self, args, state, control, **kwargs):
+        # A checkpoint is written after the optimizer step (and after the RL step's line and evaluation): its
+        # time is not training.
+        if self._step_end is not None:
+            clock, evaluated = self._step_end
+            self._excluded_s += max(time.perf_counter() - clock - (self._excluded_s - evaluated), 0.0)
+            self._step_end = None
 
     def on_rl_step_end(self, args, state, control, metrics=None, model=None, **kwargs):
         # SFPOTrainer's own event: once per RL step, whatever logging_steps says, with the step's means.
@@ -107,7 +119,7 @@ class RunRecorder(TrainerCallback):
         record = {
             "rl_step": rl_step,
             "rollouts": int(metrics["sfpo/rollouts"]),
-            "wall_s": round(self._wall_offset + time.perf_counter() - self._t0 - self._eval_s, 3),
+            "wall_s": round(self._wall_offset + time.perf_counter() - self._t0 - self._excluded_s, 3),
             "optimizer_step": state.global_step,
         }
         record.update({k: v for k, v in metrics.items() if not k.startswith("sfpo/")})
@@ -118,6 +130,7 @@ class RunRecorder(TrainerCallback):
         if self.evaluator is not None and rl_step % self.eval_every == 0:
             record.update(self._evaluate(model))
         self._write(record)
+        self._step_end = (time.perf_counter(), self._excluded_s)  # a checkpoint may follow
 
     # ---------------------------------------------------------------- helpers
 
@@ -130,7 +143,7 @@ class RunRecorder(TrainerCallback):
             self._save_best(model)
         if accuracy is not None:
             self.best = accuracy if self.best is None else max(self.best, accuracy)
-        self._eval_s += time.perf_counter() - start
+        self._excluded_s += time.perf_counter() - start
         return metrics
 
     def _save_best(self, model) -> None:
