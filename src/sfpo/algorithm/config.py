@@ -46,7 +46,8 @@ class SFPOConfig(GRPOConfig):
         sfpo_zscore_threshold (`float`, defaults to `1.0`): τ.
         sfpo_zscore_two_sided (`bool`, defaults to `False`):
             Use the paper's |z| ≥ τ instead of the reference code's z ≥ τ.
-        sfpo_stop_step (`int` or `None`): with `sfpo_switch="step"`, the first RL step run as plain GRPO.
+        sfpo_stop_step (`int` or `None`): with `sfpo_switch="step"`, the first RL step run as plain GRPO,
+            counted from 0: `12` runs SFPO on the first 12 RL steps.
         sfpo_switch_warmup (`int`, defaults to `0`):
             With the entropy switch: the z-scores of the first this-many RL steps never count.
         sfpo_switch_patience (`int`, defaults to `1`):
