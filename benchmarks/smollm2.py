@@ -126,6 +126,8 @@ def run_one(settings: DemoSettings, arm: str, folder: Path, policy: str, checkpo
     seconds = before + time.perf_counter() - started
     for done in folder.glob("checkpoint-*"):  # finished: the weights are not part of the result
         shutil.rmtree(done)
+    if checkpoint_every:
+        (folder / "README.md").unlink(missing_ok=True)  # the model card TRL writes with a checkpoint
     elapsed.unlink(missing_ok=True)
     info = {
         "seconds": round(seconds, 1),
