@@ -104,12 +104,12 @@ def run_one(settings: DemoSettings, arm: str, folder: Path, policy: str, checkpo
     piece (`elapsed.json`); without one, or with other settings, it starts again."""
     checkpoint = resumable(folder, settings) if checkpoint_every else None
     elapsed = folder / "elapsed.json"
-    before, pieces = 0.0, 1
+    before, pieces, seconds_at = 0.0, 1, {}  # seconds_at: the run's seconds at each checkpoint (RL step)
     if checkpoint is not None:
         saved = json.loads(elapsed.read_text()) if elapsed.is_file() else {}
         rl_step = json.loads((Path(checkpoint) / STATE_FILE).read_text())["rl_step"]
-        if saved.get("rl_step") == rl_step:  # the time of the pieces up to this checkpoint
-            before, pieces = saved["seconds"], saved["pieces"] + 1
+        seconds_at = {k: v for k, v in saved.get("seconds_at", {}).items() if int(k) <= rl_step}
+        before, pieces = seconds_at.get(str(rl_step), 0.0), saved.get("pieces", 1) + 1
         print(f"  resuming from {checkpoint} (RL step {rl_step})", flush=True)
     elif folder.exists():  # an interrupted run without a checkpoint to go on from: start it again
         shutil.rmtree(folder)
@@ -117,9 +117,8 @@ def run_one(settings: DemoSettings, arm: str, folder: Path, policy: str, checkpo
 
     def on_step(record: dict) -> None:  # its checkpoint is saved right after this line
         if checkpoint_every and record["rl_step"] and record["rl_step"] % checkpoint_every == 0:
-            seconds = before + time.perf_counter() - started
-            info = {"rl_step": record["rl_step"], "seconds": round(seconds, 1), "pieces": pieces}
-            elapsed.write_text(json.dumps(info) + "\n")
+            seconds_at[str(record["rl_step"])] = round(before + time.perf_counter() - started, 1)
+            elapsed.write_text(json.dumps({"pieces": pieces, "seconds_at": seconds_at}) + "\n")
 
     run_arm(settings, arm, policy, folder, progress=on_step, checkpoint_every=checkpoint_every,
             resume_from=checkpoint)
