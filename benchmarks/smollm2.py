@@ -71,15 +71,20 @@ def identity(settings: DemoSettings) -> dict:
     return {key: getattr(settings, key) for key in IDENTITY}
 
 
+def differences(folder: Path, settings: DemoSettings) -> dict:
+    """{setting: (saved, wanted)} where the run in `folder` was made with other settings."""
+    saved = json.loads((folder / "config.json").read_text())["demo"]
+    wanted = identity(settings)
+    defaults = identity(DemoSettings())  # a setting added after the run was made held its default then
+    return {k: (saved.get(k, defaults[k]), v) for k, v in wanted.items() if saved.get(k, defaults[k]) != v}
+
+
 def finished(folder: Path, settings: DemoSettings) -> bool:
     """True if `folder` holds this run finished; False if absent or unfinished; error if other settings."""
     lines = read_metrics(folder / "metrics.jsonl")
     if not lines or lines[-1]["rl_step"] < settings.steps:
         return False
-    saved = json.loads((folder / "config.json").read_text())["demo"]
-    wanted = identity(settings)
-    defaults = identity(DemoSettings())  # a setting added after the run was made held its default then
-    differ = {k: (saved.get(k, defaults[k]), v) for k, v in wanted.items() if saved.get(k, defaults[k]) != v}
+    differ = differences(folder, settings)
     if differ:
         raise SystemExit(
             f"error: {folder} holds a finished run with other settings {differ} (saved, wanted); "
@@ -93,9 +98,7 @@ def resumable(folder: Path, settings: DemoSettings) -> str | None:
     checkpoint = last_checkpoint(folder, world_size=1)
     if checkpoint is None or not (folder / "config.json").is_file():
         return None
-    saved = json.loads((folder / "config.json").read_text())["demo"]
-    wanted, defaults = identity(settings), identity(DemoSettings())
-    return checkpoint if all(saved.get(k, defaults[k]) == v for k, v in wanted.items()) else None
+    return None if differences(folder, settings) else checkpoint
 
 
 def run_one(settings: DemoSettings, arm: str, folder: Path, policy: str, checkpoint_every: int = 0) -> float:
