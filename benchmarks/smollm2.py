@@ -176,10 +176,16 @@ def seed_ratio(baseline: float | None, candidate: float | None) -> float:
     return math.inf if baseline is None else baseline / candidate
 
 
+def within_margin(final_diff: float) -> bool:
+    """final_diff >= -3 points, exactly: accuracies are counts over the evaluation set, and 0.5 - 0.53 is
+    -0.030000000000000027 in floats, which a plain comparison would call a miss."""
+    return round(final_diff, 9) >= -FINAL_MARGIN
+
+
 def seed_verdict(ratio: float, reached: bool, final_diff: float) -> str:
     if not reached or ratio < LOSE_RATIO:
         return "loss"
-    if ratio >= WIN_RATIO and final_diff >= -FINAL_MARGIN:
+    if ratio >= WIN_RATIO and within_margin(final_diff):
         return "win"
     return "inconclusive"
 
@@ -195,7 +201,7 @@ def verdict(rows: list[dict]) -> tuple[str, str]:
         f"reached the target in {reached}/{n} seeds, median ratio {ratio:.2f}x, median final difference "
         f"{final_diff * 100:+.1f} points"
     )
-    if reached >= needed and ratio >= WIN_RATIO and final_diff >= -FINAL_MARGIN:
+    if reached >= needed and ratio >= WIN_RATIO and within_margin(final_diff):
         return "wins", why
     if ratio < LOSE_RATIO or n - reached >= 2:
         return "loses", why

@@ -142,6 +142,10 @@ def test_the_preregistered_rule(bench):
     assert bench.verdict(five)[0] == "loses"  # missed in 2 seeds
     assert bench.verdict(five[:4] + [row(1.5)])[0] == "wins"  # 4 of 5 reached, median 2.0
     assert bench.seed_verdict(1.5, True, -0.03) == "win" and bench.seed_verdict(1.19, True, 0.0) == "loss"
+    # exactly 3 points behind (9 of 300 problems) is within, though 0.5 - 0.53 < -0.03 in floats
+    assert bench.seed_verdict(1.5, True, 150 / 300 - 159 / 300) == "win"
+    assert bench.seed_verdict(1.5, True, 150 / 300 - 160 / 300) == "inconclusive"
+    assert bench.verdict([row(2.0, diff=150 / 300 - 159 / 300)] * 3)[0] == "wins"
     assert bench.seed_verdict(1.3, True, 0.0) == "inconclusive" and bench.seed_verdict(9, False, 0) == "loss"
 
 
