@@ -16,7 +16,9 @@ of the demo's entropy bonus. Needs `make smollm2`.
         --lr 1e-5 --other-lr 2e-5 --other-lr-seeds 0 --out benchmarks/results/smollm2
 
 Writes `summary.md` (per-seed and median numbers) and one `sfpo compare` report per learning rate
-(`compare-lr<lr>/`: report.md, accuracy / entropy / length plots with the seeds' min-max band).
+(`compare-lr<lr>/`: report.md, accuracy / entropy / length plots with the seeds' min-max band). With --target,
+also the pre-registered verdict, `accuracy-vs-rollouts.png` (the three arms, the seeds' band) and
+`compare-sfpo-lr<lr>-vs-grpo-lr<other-lr>/`, the same report against the primary baseline.
 """
 
 from __future__ import annotations
@@ -270,6 +272,15 @@ def preregistered(out: Path, lr: float, other_lr: float, seeds: list[int], targe
         hline=target,
         hline_label=f"target {target:.0%}",
     )
+    # Secondary, against the primary baseline: rollouts and wall-clock to its best, stability (an `sfpo compare`)
+    base_runs, sfpo_runs = runs[f"{label['grpo-ref']} (grpo)"], runs[f"{label['sfpo']} (sfpo)"]
+    result = compare_runs(base_runs, sfpo_runs)
+    folder = f"compare-sfpo-lr{lr:g}-vs-grpo-lr{other_lr:g}"
+    write_report(result, base_runs, sfpo_runs, out / folder)
+    parts += [
+        f"### {label['sfpo']} against {label['grpo-ref']}: rollouts and wall-clock to GRPO's best ({folder}/)",
+        format_table(result),
+    ]
     return "\n\n".join(parts)
 
 

@@ -167,6 +167,9 @@ def test_target_option_writes_the_preregistered_verdict(bench, tmp_path, monkeyp
     assert "**primary: SFPO at 5e-06 wins against GRPO 1e-05** (reached the target in 3/3 seeds, median ratio 2.00x" in summary
     assert "Seeds 0-2 agree: seeds 3 and 4 are not needed." in summary
     assert (tmp_path / "accuracy-vs-rollouts.png").is_file()
+    # the secondary figures against the primary baseline (rollouts and wall-clock to its best) come with it
+    assert (tmp_path / "compare-sfpo-lr5e-06-vs-grpo-lr1e-05" / "report.md").is_file()
+    assert "### SFPO 5e-06 against GRPO 1e-05: rollouts and wall-clock to GRPO's best" in summary
 
 
 class Killed(Exception):
