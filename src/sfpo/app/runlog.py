@@ -24,6 +24,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from sfpo.algorithm.atomic import atomic_write_text
+
 METRICS_FILE = "metrics.jsonl"
 ALIASES = {"reward": "reward", "entropy": "entropy", "completions/mean_length": "completion_length"}
 
@@ -92,7 +94,7 @@ class RunRecorder(TrainerCallback):
         self.best = max(evals) if evals else None
         if self._main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self._excluded_s = 0.0  # evaluation and checkpoint saving so far, left out of wall_s
         self._step_end: tuple[float, float] | None = None  # (clock, _excluded_s) when the newest step's work ended
         self._t0 = time.perf_counter()
@@ -184,10 +186,3 @@ class CheckpointEvery(TrainerCallback):
     def on_rl_step_end(self, args, state, control, metrics=None, **kwargs):
         if int(metrics["sfpo/rl_step"]) % self.every == 0:
             control.should_save = True  # the save follows in this optimizer step's save phase
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

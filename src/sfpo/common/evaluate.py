@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from sfpo.algorithm.atomic import atomic_write_text
 
 CORRECT_AT = 0.95
 
@@ -228,9 +229,6 @@ def write_eval(result: EvalResult, out_dir: str | os.PathLike) -> list[Path]:
     }
     written = []
     for name, text in files.items():
-        fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, out / name)
+        atomic_write_text(out / name, text)
         written.append(out / name)
     return written
