@@ -9,22 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from sfpo.code.data import CODE_DATASETS
-from sfpo.code.reward import code_accuracy, code_accuracy_partial
+from sfpo.code.reward import CODE_REWARDS
 from sfpo.common.datasets import DatasetRecipe, load_recipe
+from sfpo.common.rewards import RewardSpec
 from sfpo.math.data import MATH_DATASETS
-from sfpo.math.reward import RewardFn, boxed_format, math_accuracy, math_accuracy_format
+from sfpo.math.reward import MATH_REWARDS, RewardFn
 
-__all__ = ["DATASETS", "REWARDS", "get_recipe", "get_reward", "load_dataset_recipe"]
+__all__ = ["DATASETS", "REWARDS", "REWARD_SPECS", "build_reward", "get_recipe", "get_reward", "load_dataset_recipe"]
 
 DATASETS: dict[str, DatasetRecipe] = {**MATH_DATASETS, **CODE_DATASETS}
 
-REWARDS: dict[str, RewardFn] = {
-    "math_accuracy": math_accuracy,
-    "math_accuracy_format": math_accuracy_format,
-    "boxed_format": boxed_format,
-    "code_accuracy": code_accuracy,
-    "code_accuracy_partial": code_accuracy_partial,
-}
+# Every reward a recipe can name, with the options it takes: the one place a name is resolved and built.
+REWARD_SPECS: dict[str, RewardSpec] = {**MATH_REWARDS, **CODE_REWARDS}
+REWARDS: dict[str, RewardFn] = {name: spec.default for name, spec in REWARD_SPECS.items()}
 
 
 def get_recipe(name: str) -> DatasetRecipe:
@@ -37,10 +34,17 @@ def get_recipe(name: str) -> DatasetRecipe:
 
 def get_reward(name: str) -> RewardFn:
     """The registered reward called ``name``; ``ValueError`` naming the allowed ones otherwise."""
+    return build_reward(name)
+
+
+def build_reward(name: str, options: dict[str, Any] | None = None) -> RewardFn:
+    """The reward called ``name`` built with ``options`` (a recipe's ``{name: ..., option: value}``); a bare name
+    is the ready-made function. ``ValueError`` naming the reward, the option or the allowed names otherwise."""
     try:
-        return REWARDS[name]
+        spec = REWARD_SPECS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown reward {name!r}; allowed: {', '.join(sorted(REWARDS))}") from None
+        raise ValueError(f"unknown reward {name!r}; allowed: {', '.join(sorted(REWARD_SPECS))}") from None
+    return spec.build(options)
 
 
 def load_dataset_recipe(name: str, *args: Any, **kwargs: Any):

@@ -57,28 +57,20 @@ def load_policy(model: str, model_kwargs: dict | None = None):
 
 
 def build_rewards(recipe: Recipe) -> list:
-    from sfpo.app.catalog import get_reward
-    from sfpo.code.reward import make_code_accuracy
-    from sfpo.math.reward import make_math_accuracy
+    """The recipe's reward functions: registry names (with options) or "task", the task's own reward."""
+    from sfpo.app.catalog import build_reward
     from sfpo.toy.tasks import get_task
 
     if not recipe.rewards:
         return [get_task(recipe.task).reward]
     funcs = []
     for item in recipe.rewards:
-        if item == "task":
+        if item == "task" or (isinstance(item, dict) and item.get("name") == "task"):
             funcs.append(get_task(recipe.task).reward)
         elif isinstance(item, dict):
-            options = {k: v for k, v in item.items() if k != "name"}
-            if not options:
-                funcs.append(get_reward(item["name"]))
-            elif item["name"].startswith("code_"):  # e.g. {name: code_accuracy, timeout_s: 10, memory_mb: 2048}
-                funcs.append(make_code_accuracy(name=item["name"], partial=item["name"].endswith("_partial"),
-                                                **options))
-            else:
-                funcs.append(make_math_accuracy(name=item["name"], **options))
+            funcs.append(build_reward(item["name"], {k: v for k, v in item.items() if k != "name"}))
         else:
-            funcs.append(get_reward(item))
+            funcs.append(build_reward(item))
     return funcs
 
 

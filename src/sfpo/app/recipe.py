@@ -33,8 +33,6 @@ from sfpo.app.validate import Range, check_trainer_values, did_you_mean
 
 TOP_KEYS = {"name", "model", "model_kwargs", "task", "dataset", "rewards", "eval", "peft", "trainer"}
 DATASET_KEYS = {"names", "split", "chat", "data_files", "limit"}
-REWARD_OPTIONS = {"format_score", "timeout_s", "require_boxed"}
-CODE_REWARD_OPTIONS = {"timeout_s", "memory_mb"}
 EVAL_KEYS = {"benchmarks", "every", "n", "temperature", "top_p", "max_new_tokens", "limit", "data_files",
              "batch_size", "chat", "save_best"}
 
@@ -189,7 +187,7 @@ def _check_model(model: Any) -> str:
 
 
 def _check_rewards(rewards: Any, task: str | None) -> list:
-    from sfpo.app.catalog import REWARDS
+    from sfpo.app.catalog import REWARDS, build_reward
 
     if rewards is None:
         if task is None:
@@ -199,34 +197,19 @@ def _check_rewards(rewards: Any, task: str | None) -> list:
         raise RecipeError(f"rewards={rewards!r} is not allowed: give a non-empty list of reward names")
     for item in rewards:
         name = item.get("name") if isinstance(item, dict) else item
-        if name not in REWARDS and name != "task":
+        if name == "task":
+            if isinstance(item, dict) and len(item) > 1:
+                raise RecipeError("rewards: 'task' (the task's own reward) takes no options")
+            continue
+        if name not in REWARDS:
             hint = did_you_mean(name, [*REWARDS, "task"])
             raise RecipeError(f"unknown reward {name!r} in rewards; allowed: {', '.join(sorted(REWARDS))}, task"
                               + (f"; {hint}" if hint else ""))
-        if isinstance(item, dict) and len(item) > 1:
-            _check_reward_options(item)
+        try:  # built once here, as the pipeline will build it, so a bad option fails before anything loads
+            build_reward(name, {k: v for k, v in item.items() if k != "name"} if isinstance(item, dict) else None)
+        except ValueError as err:
+            raise RecipeError(f"rewards: {err}") from None
     return rewards
-
-
-def _check_reward_options(item: dict) -> None:
-    from sfpo.code.reward import make_code_accuracy
-    from sfpo.math.reward import make_math_accuracy
-
-    name = item["name"]
-    options = {k: v for k, v in item.items() if k != "name"}
-    if str(name).startswith("code_accuracy"):
-        _unknown(options, CODE_REWARD_OPTIONS, f"rewards ({name})")
-        build = lambda: make_code_accuracy(name=name, partial=name.endswith("_partial"), **options)  # noqa: E731
-    elif str(name).startswith("math_accuracy"):
-        _unknown(options, REWARD_OPTIONS, f"rewards ({name})")
-        build = lambda: make_math_accuracy(name=name, **options)  # noqa: E731
-    else:
-        raise RecipeError(f"rewards: {name!r} takes no options (got {sorted(options)}); only math_accuracy* and "
-                          "code_accuracy* do")
-    try:
-        build()
-    except (TypeError, ValueError) as err:
-        raise RecipeError(f"rewards ({name}): {err}") from None
 
 
 def _check_dataset(dataset: Any, task: str | None) -> dict:

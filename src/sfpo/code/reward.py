@@ -30,6 +30,7 @@ pairs in a batch run once.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -49,6 +50,7 @@ from sfpo.code.cases import (
     parse_call_tests,
     score_checks,
 )
+from sfpo.common.rewards import RewardSpec
 from sfpo.common.text import completion_text
 
 logger = logging.getLogger(__name__)
@@ -289,6 +291,18 @@ def make_code_accuracy(
 
 code_accuracy = make_code_accuracy(name="code_accuracy")
 code_accuracy_partial = make_code_accuracy(partial=True, name="code_accuracy_partial")
+
+# The code rewards recipes name, with the options each takes (per-test limits of the sandbox).
+CODE_REWARDS: dict[str, RewardSpec] = {
+    spec.name: spec
+    for spec in (
+        RewardSpec("code_accuracy", functools.partial(make_code_accuracy, name="code_accuracy"),
+                   ("timeout_s", "memory_mb"), code_accuracy),
+        RewardSpec("code_accuracy_partial",
+                   functools.partial(make_code_accuracy, partial=True, name="code_accuracy_partial"),
+                   ("timeout_s", "memory_mb"), code_accuracy_partial),
+    )
+}
 
 
 def code_eval_set(name: str, ds, reward: Callable[..., list[float]] | None = None):

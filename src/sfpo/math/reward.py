@@ -61,9 +61,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from sfpo.common.rewards import RewardSpec
 from sfpo.common.text import completion_text, extract_answer, extract_boxed
 
 logger = logging.getLogger(__name__)
@@ -651,3 +653,15 @@ def boxed_format(completions: Sequence[Any], **kwargs: Any) -> list[float]:
 
 math_accuracy = make_math_accuracy(0.0, name="math_accuracy")
 math_accuracy_format = make_math_accuracy(0.1, name="math_accuracy_format")
+
+# The math rewards recipes name, with the options each takes (a recipe writes {name: ..., option: value}).
+MATH_REWARDS: dict[str, RewardSpec] = {
+    spec.name: spec
+    for spec in (
+        RewardSpec("math_accuracy", partial(make_math_accuracy, format_score=0.0, name="math_accuracy"),
+                   ("format_score", "timeout_s", "require_boxed"), math_accuracy),
+        RewardSpec("math_accuracy_format", partial(make_math_accuracy, format_score=0.1, name="math_accuracy_format"),
+                   ("format_score", "timeout_s", "require_boxed"), math_accuracy_format),
+        RewardSpec("boxed_format", lambda: boxed_format, (), boxed_format),
+    )
+}
