@@ -14,7 +14,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,19 +171,22 @@ def build_policy(settings: DemoSettings, say=None) -> str:
     return str(folder)
 
 
-def arm_config(settings: DemoSettings, arm: str, run_dir: Path):
-    from sfpo.algorithm.config import SFPOConfig
-    from sfpo.toy.tasks import generation_kwargs_for
+def arm_recipe(settings: DemoSettings, arm: str, policy: str, run_dir: Path):
+    """The recipe `sfpo train` would take for one arm: the same trainer settings for every arm but the arm's
+    own fields, the task's prompts and reward, held-out accuracy as `eval/accuracy`. Written into the arm's
+    folder as config.yaml, so `sfpo train --config <arm>/config.yaml` reruns it."""
+    from sfpo.app.recipe import build_recipe
+    from sfpo.toy.tasks import generation_kwargs_for, get_task
 
     per_device = settings.prompts_per_step * settings.num_generations // settings.optimizer_steps_per_pass
-    fields = dict(
+    trainer = dict(
         output_dir=str(run_dir),
         use_cpu=True,
         bf16=False,
         activation_checkpointing=False,
         seed=settings.seed,
         data_seed=settings.seed,
-        report_to=[],
+        report_to="none",
         disable_tqdm=True,
         log_level="error",
         save_strategy="no",
@@ -209,81 +211,34 @@ def arm_config(settings: DemoSettings, arm: str, run_dir: Path):
         skip_zero_std_batches=settings.skip_zero_std_batches,
         **generation_kwargs_for(settings.task),
     )
-    fields.update(settings.extra)
-    fields.update(ARMS[arm])
-    return SFPOConfig(**fields)
-
-
-def make_evaluator(settings: DemoSettings, tokenizer):
-    from sfpo.common.evaluate import EvalSet, evaluate
-    from sfpo.toy.tasks import get_task
-
-    task = get_task(settings.task)
-    held_out = task.eval_set(settings.eval_problems)
-    eval_set = EvalSet(settings.task, list(held_out["prompt"]), list(held_out["answer"]), task.reward)
-
-    def evaluator(model) -> dict:
-        result = evaluate(
-            model, tokenizer, [eval_set], n=settings.eval_samples, temperature=settings.eval_temperature,
-            top_p=settings.eval_top_p, max_new_tokens=task.max_completion_length, batch_size=256,
-            seed=settings.seed, backend="hf",
-        )
-        return {"eval/accuracy": result.average}
-
-    return evaluator
-
-
-@contextlib.contextmanager
-def _quiet():
-    """transformers' info messages and warnings about settings the demo chose on purpose are noise here; the
-    demo reports its own progress. Errors still show."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            yield
-        finally:
-            hf_logging.set_verbosity(level)
+    trainer.update(settings.extra)
+    trainer.update(ARMS[arm])
+    # Held-out accuracy of the policy as it samples rollouts, on the task's own held-out problems.
+    evaluation = {"benchmarks": [settings.task], "every": settings.eval_every, "n": settings.eval_samples,
+                  "temperature": settings.eval_temperature, "top_p": settings.eval_top_p,
+                  "max_new_tokens": get_task(settings.task).max_completion_length, "limit": settings.eval_problems,
+                  "batch_size": 256, "save_best": False}
+    return build_recipe({"name": arm, "model": policy, "task": settings.task,
+                         "dataset": {"limit": settings.train_problems}, "eval": evaluation, "trainer": trainer})
 
 
 def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progress=None, checkpoint_every: int = 0,
             resume_from: str | None = None) -> Path:
-    """Train one arm into `run_dir`. With `checkpoint_every`, save a checkpoint every that many RL steps;
-    `resume_from` continues the run in `run_dir` from one of its checkpoints."""
-    from transformers.trainer_callback import PrinterCallback
+    """Train one arm into `run_dir` through the pipeline `sfpo train` uses. With `checkpoint_every`, save a
+    checkpoint every that many RL steps; `resume_from` continues the run in `run_dir` from one of its
+    checkpoints."""
+    from sfpo.app.pipeline import train
+    from sfpo.app.runlog import CheckpointEvery
 
-    from sfpo.algorithm.interrupt import GracefulStop
-    from sfpo.algorithm.trainer import SFPOTrainer
-    from sfpo.app.runlog import CheckpointEvery, RunRecorder
-    from sfpo.toy.tasks import get_task
-    from sfpo.toy.tiny import load_tokenizer
-
-    task = get_task(settings.task)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saver = CheckpointEvery(checkpoint_every) if checkpoint_every else None
-    args = arm_config(settings, arm, run_dir)
-    if saver is not None:
-        args.save_total_limit = 1
+    recipe = arm_recipe(settings, arm, policy, run_dir)
+    callbacks = []
+    if checkpoint_every:
+        recipe.trainer.save_total_limit = 1
+        callbacks.append(CheckpointEvery(checkpoint_every))
     resolved = {"name": arm, "arm": arm, "task": settings.task, "policy": settings.policy, "policy_path": policy,
-                "demo": {k: v for k, v in vars(settings).items() if k != "extra"}, "trainer": args.to_dict()}
-    (run_dir / "config.json").write_text(json.dumps(resolved, indent=2, default=str) + "\n")
-    tokenizer = load_tokenizer(policy)
-    data = task.train_dataset(settings.train_problems, seed=settings.seed)
-    with _quiet():
-        trainer = SFPOTrainer(model=policy, reward_funcs=task.reward, args=args, train_dataset=data,
-                              processing_class=tokenizer)
-        trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; the demo prints its own lines
-        RunRecorder(run_dir, evaluator=make_evaluator(settings, tokenizer), eval_every=settings.eval_every,
-                    on_step=progress).attach(trainer)
-        if saver is not None:
-            trainer.add_callback(saver)
-        with GracefulStop().attach(trainer) as stop:  # SIGINT / SIGTERM: checkpoint at the next optimizer step
-            trainer.train(resume_from_checkpoint=resume_from)
-    if stop.stopped:
-        raise stop.interrupted()
+                "demo": {k: v for k, v in vars(settings).items() if k != "extra"}, "trainer": recipe.trainer.to_dict()}
+    train(recipe, resume=resume_from or False, progress=progress, callbacks=callbacks, save_final=False, quiet=True,
+          extra_files={"config.json": json.dumps(resolved, indent=2, default=str) + "\n"})
     return run_dir
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -208,12 +209,19 @@ def last_checkpoint(run_dir: Path, world_size: int | None = None) -> str | None:
     return None
 
 
-def check_run_dir(recipe: Recipe, resume: bool) -> str | None:
-    """Refuse to write a new run over an old one; with resume, return the checkpoint to continue from."""
+def check_run_dir(recipe: Recipe, resume: bool | str) -> str | None:
+    """Refuse to write a new run over an old one; with resume, return the checkpoint to continue from (the
+    newest complete one, or the one `resume` names)."""
     run_dir = recipe.run_dir
     if run_dir.exists() and not run_dir.is_dir():
         raise RecipeError(f"trainer.output_dir {str(run_dir)!r} is a file, not a folder")
     started = run_dir.is_dir() and any(run_dir.iterdir())
+    if isinstance(resume, str):
+        if not checkpoint_is_complete(Path(resume), int(os.environ.get("WORLD_SIZE", "1"))):
+            raise RecipeError(f"resume: {resume!r} is not a complete checkpoint (its save did not finish, or it is "
+                              "not a checkpoint-* folder written by SFPOTrainer)")
+        _check_same_run(recipe, run_dir / "config.yaml")
+        return resume
     if resume:
         ckpt = last_checkpoint(run_dir)
         if ckpt is None:
@@ -266,12 +274,23 @@ def _check_same_run(recipe: Recipe, saved_config: Path) -> None:
         )
 
 
-def train(recipe: Recipe, resume: bool = False) -> Path:
-    """Trains one run into `trainer.output_dir` (config.yaml, metrics.jsonl, checkpoints, best/, final/)."""
+def train(recipe: Recipe, resume: bool | str = False, *, progress: Callable[[dict], None] | None = None,
+          callbacks: Sequence = (), extra_files: dict[str, str] | None = None, save_final: bool = True,
+          quiet: bool = False) -> Path:
+    """Trains one run into `trainer.output_dir` (config.yaml, metrics.jsonl, checkpoints, best/, final/).
+
+    The one training path: `sfpo train` calls it with a recipe from YAML, `sfpo demo` with a recipe per arm.
+    `resume`: True continues from the newest complete checkpoint in the run folder, a path from that checkpoint.
+    `progress(record)` hears each RL step's metrics line; `callbacks` are added to the trainer; `extra_files`
+    ({name: text}) are written beside config.yaml; `save_final=False` keeps no final weights; `quiet` leaves
+    progress to `progress` (no raw log dicts, no info messages from transformers).
+    """
     from peft import LoraConfig
+    from transformers.trainer_callback import PrinterCallback
 
     from sfpo.algorithm.interrupt import GracefulStop
     from sfpo.algorithm.trainer import SFPOTrainer
+    from sfpo.app.quiet import quiet_training
     from sfpo.app.runlog import RunRecorder
 
     checkpoint = check_run_dir(recipe, resume)
@@ -282,21 +301,29 @@ def train(recipe: Recipe, resume: bool = False) -> Path:
     rewards = build_rewards(recipe)
     run_dir = recipe.run_dir
     peft_config = LoraConfig(**recipe.peft) if recipe.peft else None
-    trainer = SFPOTrainer(model=policy, reward_funcs=rewards, args=recipe.trainer, train_dataset=data,
-                          processing_class=tokenizer, peft_config=peft_config)
-    evaluator = make_evaluator(recipe, tokenizer) if recipe.eval else None
-    # Written only once everything has loaded, so a bad model or dataset leaves no half-made run behind.
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(resolved_yaml(recipe))
-    RunRecorder(run_dir, evaluator=evaluator, eval_every=(recipe.eval or {}).get("every", 5),
-                save_best=(recipe.eval or {}).get("save_best", True)).attach(trainer)
-    with GracefulStop().attach(trainer) as stop:  # SIGINT / SIGTERM: checkpoint at the next optimizer step
-        trainer.train(resume_from_checkpoint=checkpoint)
+    with quiet_training(quiet):
+        trainer = SFPOTrainer(model=policy, reward_funcs=rewards, args=recipe.trainer, train_dataset=data,
+                              processing_class=tokenizer, peft_config=peft_config)
+        if quiet:
+            trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; `progress` reports instead
+        evaluator = make_evaluator(recipe, tokenizer) if recipe.eval else None
+        # Written only once everything has loaded, so a bad model or dataset leaves no half-made run behind.
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(resolved_yaml(recipe))
+        for name, text in (extra_files or {}).items():
+            (run_dir / name).write_text(text)
+        RunRecorder(run_dir, evaluator=evaluator, eval_every=(recipe.eval or {}).get("every", 5),
+                    save_best=(recipe.eval or {}).get("save_best", True), on_step=progress).attach(trainer)
+        for callback in callbacks:
+            trainer.add_callback(callback)
+        with GracefulStop().attach(trainer) as stop:  # SIGINT / SIGTERM: checkpoint at the next optimizer step
+            trainer.train(resume_from_checkpoint=checkpoint)
     if stop.stopped:
         raise stop.interrupted()
-    trainer.save_model(str(run_dir / "final"))
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(str(run_dir / "final"))
+    if save_final:
+        trainer.save_model(str(run_dir / "final"))
+        if trainer.accelerator.is_main_process:
+            tokenizer.save_pretrained(str(run_dir / "final"))
     return run_dir
 
 

@@ -7,6 +7,7 @@ one message; anything else still shows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 
@@ -41,3 +42,22 @@ def _deepspeed_cpu_notice() -> None:
 
 def _not_the_cpu_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Setting accelerator to CPU.")
+
+
+@contextlib.contextmanager
+def quiet_training(enabled: bool = True):
+    """While training under a front end that reports its own progress (`sfpo demo`): transformers' info messages
+    and warnings about settings chosen on purpose are noise there. Errors still show. Off: nothing changes."""
+    if not enabled:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            hf_logging.set_verbosity(level)

@@ -6,6 +6,7 @@ model: Qwen/Qwen2.5-Math-1.5B      # hub id, local folder, or "tiny" (the embedd
 model_kwargs: {dtype: float32}     # passed to from_pretrained
 task: null                         # an offline task from sfpo.tasks instead of `dataset` (e.g. arithmetic)
 dataset: {names: [dapo-math-17k, math], split: train, chat: auto, data_files: {}, limit: null}
+                                   # (with a task: only {limit: N}, the training problems it generates)
 rewards: [math_accuracy_format]    # names from sfpo.rewards (or {name: ..., format_score: ...}); with a
                                    # task, the default is the task's own reward
 eval: {benchmarks: [math500, ...], every: 5, n: 4, temperature: 1.0, top_p: 0.7, max_new_tokens: 2560}
@@ -215,10 +216,12 @@ def _check_rewards(rewards: Any, task: str | None) -> list:
 def _check_dataset(dataset: Any, task: str | None) -> dict:
     from sfpo.app.catalog import DATASETS
 
-    if task is not None:
-        if dataset:
-            raise RecipeError("give either task or dataset, not both")
-        return {}
+    if task is not None:  # the task makes its own prompts: only how many may be set
+        if dataset and (not isinstance(dataset, dict) or set(dataset) - {"limit"}):
+            raise RecipeError("give either task or dataset, not both (with a task, dataset may only hold "
+                              "limit: the number of training problems the task generates)")
+        _check_values(dataset or {}, "dataset", {"limit": Range(1, integer=True, none=True)})
+        return dict(dataset or {})
     if not isinstance(dataset, dict):
         raise RecipeError(f"dataset={dataset!r} is not allowed: it must be a mapping with at least 'names'")
     _unknown(dataset, DATASET_KEYS, "dataset")
