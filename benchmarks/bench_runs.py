@@ -114,3 +114,11 @@ def run_parallel(fn: Callable, jobs: Iterable[tuple], workers: int) -> Iterator[
         clean = True
     finally:
         pool.shutdown(wait=True, cancel_futures=not clean)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Via a temporary file and a rename, so that a reader (or a kill) never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
