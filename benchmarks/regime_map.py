@@ -387,8 +387,10 @@ def readme_sentence(maps: dict[str, dict]) -> str | None:
         return None
     paid = {prompts_per_optimizer_step(c): maps[c]["arms"]["sfpo"]["pays"] for c in AXIS_1}
     lowest = threshold(paid)
-    how = ("reached GRPO's best held-out accuracy with at least 1.5x fewer rollouts (median of 5 seeds, at least "
-           "4 matched, final accuracy no more than 3 points lower)")
+    seeds = maps[AXIS_1[0]]["arms"]["sfpo"]["seeds"]
+    how = (f"reached GRPO's best held-out accuracy with at least {PAY_RATIO:g}x fewer rollouts (median of {seeds} "
+           f"seeds, at least {math.ceil(PAY_MATCHED_SHARE * seeds - 1e-9)} matched, final accuracy no more than "
+           f"{FINAL_MARGIN * 100:g} points lower)")
     if lowest is None:
         text = (f"On the tiny policy the map shows no such rule: SFPO did not save rollouts even at {max(paid)} "
                 "prompts per optimizer step, the largest tested.")
@@ -420,20 +422,22 @@ def plot_axis(maps: dict[str, dict], arms: tuple[str, ...], axis: tuple[str, ...
     ax = fig.add_subplot()
     for i, arm in enumerate(arms):
         cells = sorted((c for c in done if arm in maps[c]["arms"]), key=x_of)
-        points = [(x_of(c), maps[c]["arms"][arm]) for c in cells]
+        dodge = 2 ** (0.04 * (i - (len(arms) - 1) / 2))  # arms side by side at each x (a log axis)
+        points = [(x_of(c) * dodge, maps[c]["arms"][arm]) for c in cells]
         drawn = [(x, a) for x, a in points if a["median_ratio"] is not None]
         color = f"C{i}"
         if drawn:
-            xs = [x for x, _ in drawn]
-            ax.plot(xs, [a["median_ratio"] for _, a in drawn], "o-", color=color, lw=2, label=f"{arm}, median")
-            ax.fill_between(xs, [a["ratio_range"][0] for _, a in drawn], [a["ratio_range"][1] for _, a in drawn],
-                            color=color, alpha=0.15, lw=0)
+            xs, ys = [x for x, _ in drawn], [a["median_ratio"] for _, a in drawn]
+            lows, highs = [a["ratio_range"][0] for _, a in drawn], [a["ratio_range"][1] for _, a in drawn]
+            ax.plot(xs, ys, "o-", color=color, lw=2, label=f"{arm}, median")
+            ax.fill_between(xs, lows, highs, color=color, alpha=0.15, lw=0)
+            ax.errorbar(xs, ys, yerr=[[y - lo for y, lo in zip(ys, lows)], [hi - y for y, hi in zip(ys, highs)]],
+                        fmt="none", ecolor=color, elinewidth=1, capsize=3)
         for x, a in points:
-            y = a["median_ratio"] if a["median_ratio"] is not None else 0.0
-            if a["median_ratio"] is None:
+            if a["median_ratio"] is None:  # no seed reached GRPO's best: no ratio, marked at 0
                 ax.plot([x], [0.0], "x", color=color, ms=8)
-            ax.annotate(f"{a['matched']}/{a['seeds']}", (x, y), textcoords="offset points", xytext=(4, 6),
-                        fontsize="x-small", color=color)
+            ax.annotate(f"{a['matched']}/{a['seeds']}", (x, a["median_ratio"] or 0.0), textcoords="offset points",
+                        xytext=(5, -10), fontsize="x-small", color=color)
     ax.axhline(1.0, color="gray", ls="--", lw=1, label="GRPO (ratio 1)")
     ax.axhline(PAY_RATIO, color="gray", ls=":", lw=1, label=f"pays: {PAY_RATIO:g}x")
     xs = sorted({x_of(c) for c in done})
@@ -441,7 +445,8 @@ def plot_axis(maps: dict[str, dict], arms: tuple[str, ...], axis: tuple[str, ...
     ax.set_xticks(xs, [str(x) for x in xs])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("rollouts to GRPO's best: GRPO ÷ arm")
-    ax.set_title("median over matched seeds (band: their range; label: seeds matched)", fontsize="small")
+    ax.set_title("median over the matched seeds (band and bars: their range; label: seeds matched; x: none)",
+                 fontsize="small")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.savefig(path, dpi=120)
@@ -449,13 +454,15 @@ def plot_axis(maps: dict[str, dict], arms: tuple[str, ...], axis: tuple[str, ...
 
 
 def map_markdown(plan: Plan, picks: dict, maps: dict[str, dict], plots: list[Path], command: str) -> str:
+    demo = plan.settings(plan.cells[0], BASELINE, plan.lrs[0], plan.sweep_seed)
     lines = [
         "# Regime map: when does SFPO pay? (tiny policy, arithmetic)",
         f"Protocol: docs/regime-map.md, written before any run. Summary written "
         f"{time.strftime('%Y-%m-%d %H:%M %Z')} on {platform.node()} ({os.cpu_count()} CPUs) by\n\n    {command}",
         f"Every run: {plan.steps} RL steps of P prompts x {GENERATIONS} rollouts, M mini-batches per pass (one "
-        "optimizer step each), entropy bonus 0, `skip_zero_std_batches` on, the demo's other settings (held-out "
-        "accuracy on 128 problems x 2 samples at T = 1 every 3 RL steps, the entropy switch with a 10-step window). "
+        f"optimizer step each), entropy bonus 0, `skip_zero_std_batches` on, the demo's other settings (held-out "
+        f"accuracy on {demo.eval_problems} problems x {demo.eval_samples} samples at T = {demo.eval_temperature:g} "
+        f"every {demo.eval_every} RL steps, the {demo.switch} switch with a {demo.zscore_window}-step window). "
         f"Seeds {', '.join(map(str, plan.seeds))}. Each arm at its own rate from "
         f"{{{', '.join(rate(lr) for lr in plan.lrs)}}}, picked per cell on seed {plan.sweep_seed}: {RATE_RULE}.",
         "## Rates picked (picks.json)",
