@@ -31,9 +31,9 @@ import json
 import os
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
+
+from bench_runs import run_parallel
 
 from sfpo.app.demo import VARIANT_ARMS, DemoSettings, build_policy, run_arm
 from sfpo.app.report import compare_runs, format_table, load_run, write_report
@@ -70,22 +70,9 @@ def _same_arm(folder: Path, arm: str, lr: float, seed: int) -> bool:
     return all(trainer.get(k) == v for k, v in wanted.items())
 
 
-def _one_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # --jobs processes share the cores; one thread each avoids oversubscription
-
-
 def run_all(jobs: list[tuple], workers: int) -> list[Path]:
     """Runs (settings, arm, lr, seed, folder, policy) jobs, `workers` at a time, each in its own process."""
-    if workers <= 1:
-        return [run(*job) for job in jobs]
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
-        return list(pool.map(_run_job, jobs))
-
-
-def _run_job(job: tuple) -> Path:
-    return run(*job)
+    return [folder for _, folder in run_parallel(run, jobs, workers)]
 
 
 def best_accuracy(folder: Path) -> float:

@@ -26,73 +26,25 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import shutil
 import statistics
 import time
 from pathlib import Path
+
+from bench_runs import differences, finished, write_run_info
 
 from sfpo.algorithm.config import SWITCHES
 from sfpo.algorithm.trainer import STATE_FILE
 from sfpo.app.demo import SMOLLM2, DemoSettings, build_policy, run_arm
 from sfpo.app.pipeline import last_checkpoint
 from sfpo.app.report import compare_runs, format_table, load_run, plot_runs, write_report
-from sfpo.app.runlog import CheckpointEvery, read_metrics
+from sfpo.app.runlog import CheckpointEvery
 
 ARMS = ("grpo", "sfpo")
-# The settings that identify a run (with arm, seed and learning rate): a finished run is reused only if equal.
-IDENTITY = (
-    "task",
-    "policy",
-    "steps",
-    "prompts_per_step",
-    "num_generations",
-    "optimizer_steps_per_pass",
-    "learning_rate",
-    "temperature",
-    "eval_every",
-    "eval_problems",
-    "eval_samples",
-    "eval_temperature",
-    "eval_top_p",
-    "zscore_window",
-    "train_problems",
-    "entropy_coef",
-    "switch",
-    "stop_step",
-    "skip_zero_std_batches",
-    "seed",
-)
 
 
 def run_name(arm: str, lr: float, seed: int) -> str:
     return f"{arm}-lr{lr:g}-seed{seed}"
-
-
-def identity(settings: DemoSettings) -> dict:
-    return {key: getattr(settings, key) for key in IDENTITY}
-
-
-def differences(folder: Path, settings: DemoSettings) -> dict:
-    """{setting: (saved, wanted)} where the run in `folder` was made with other settings."""
-    saved = json.loads((folder / "config.json").read_text())["demo"]
-    wanted = identity(settings)
-    defaults = identity(DemoSettings())  # a setting added after the run was made held its default then
-    return {k: (saved.get(k, defaults[k]), v) for k, v in wanted.items() if saved.get(k, defaults[k]) != v}
-
-
-def finished(folder: Path, settings: DemoSettings) -> bool:
-    """True if `folder` holds this run finished; False if absent or unfinished; error if other settings."""
-    lines = read_metrics(folder / "metrics.jsonl")
-    if not lines or lines[-1]["rl_step"] < settings.steps:
-        return False
-    differ = differences(folder, settings)
-    if differ:
-        raise SystemExit(
-            f"error: {folder} holds a finished run with other settings {differ} (saved, wanted); "
-            "use another --out or remove the folder"
-        )
-    return True
 
 
 def resumable(folder: Path, settings: DemoSettings) -> str | None:
@@ -133,14 +85,8 @@ def run_one(settings: DemoSettings, arm: str, folder: Path, policy: str, checkpo
     if checkpoint_every:
         (folder / "README.md").unlink(missing_ok=True)  # the model card TRL writes with a checkpoint
     elapsed.unlink(missing_ok=True)
-    info = {
-        "seconds": round(seconds, 1),
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
-    }
-    if pieces > 1:
-        info["pieces"] = pieces  # resumed after an interruption; `seconds` leaves out the work redone
-    (folder / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+    # pieces: resumed after an interruption; `seconds` leaves out the work redone
+    write_run_info(folder, seconds, **({"pieces": pieces} if pieces > 1 else {}))
     return seconds
 
 

@@ -11,15 +11,20 @@ from pathlib import Path
 import pytest
 
 from sfpo.app.demo import SMOLLM2, DemoSettings
+from sfpo.app.runlog import read_metrics
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "smollm2.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_smollm2", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(SCRIPT.parent))  # as `python benchmarks/smollm2.py` has it: its shared module
+    try:
+        spec = importlib.util.spec_from_file_location("bench_smollm2", SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
     return module
 
 
@@ -215,7 +220,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_the_uninterrupted_
     def trained(run):  # the record of every RL step but its clocks
         clocks = ("wall_s", "step_time")
         return [{k: v for k, v in r.items() if k not in clocks and not k.startswith("timing/")}
-                for r in bench.read_metrics(run / "metrics.jsonl")]
+                for r in read_metrics(run / "metrics.jsonl")]
 
     resumed, uninterrupted = trained(folder), trained(plain)
     assert [r["rl_step"] for r in resumed] == [0, 1, 2, 3, 4]
