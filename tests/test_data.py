@@ -1,4 +1,4 @@
-"""Tests for sfpo.data: every recipe loads from hand-written local files in its hub schema."""
+"""Tests for sfpo.math.data: every recipe loads from hand-written local files in its hub schema."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""Reproducible installs: constraints.txt pins what the project needs, and the Makefile passes it (and an optional
-PyTorch index) to every pip call. Nothing here touches the network: `make -n` only prints the commands."""
+"""Reproducible installs: constraints.txt pins what the project needs, and the Makefile passes it (and a PyTorch
+index: the CPU wheels where no NVIDIA driver is present, or the one it is given) to every pip call. Nothing here
+touches the network: `make -n` only prints the commands."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -42,28 +44,67 @@ def test_constraints_pin_every_requirement_within_its_range():
     assert not [f"{n}=={v}" for n, v in pins.items() if "+" in v]
 
 
-def _make_dry_run(tmp_path, *variables: str) -> list[str]:
+def _make_dry_run(tmp_path, *variables: str, env: dict[str, str] | None = None) -> list[str]:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     venv = tmp_path / "venv"  # a venv that does not exist: make prints the whole install
     done = subprocess.run(["make", "-n", "-B", f"VENV={venv}", *variables, f"{venv}/.installed"], cwd=ROOT,
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True, env=env)
     return [line for line in done.stdout.splitlines() if "pip install" in line]
 
 
+def _torch_line(lines: list[str]) -> str:
+    return next(line for line in lines if line.rstrip().endswith(" torch"))
+
+
 def test_make_passes_the_constraints_to_every_pip_call(tmp_path):
-    lines = _make_dry_run(tmp_path)
+    lines = _make_dry_run(tmp_path, "HAS_NVIDIA_DRIVER=yes")
     assert len(lines) == 3, lines  # pip itself, torch, the project with the dev extra
     assert all("-c constraints.txt" in line for line in lines)
     assert all("--build-constraint constraints.txt" in line for line in lines[1:])  # pip >= 25.3 by then
-    assert not any("index-url" in line for line in lines)  # by default: pip's own configuration
+    assert not any("index-url" in line for line in lines)  # with a GPU driver: pip's own configuration
 
 
 def test_make_takes_torch_from_the_index_it_is_given(tmp_path):
-    lines = _make_dry_run(tmp_path, f"TORCH_INDEX_URL={CPU_INDEX}")
-    torch_line = next(line for line in lines if line.rstrip().endswith(" torch"))
-    assert f"--extra-index-url {CPU_INDEX}" in torch_line and "-c constraints.txt" in torch_line
-    assert [line for line in lines if CPU_INDEX in line] == [torch_line]  # only torch comes from there
+    for driver in ("yes", ""):  # whatever the machine has
+        lines = _make_dry_run(tmp_path, f"TORCH_INDEX_URL={CPU_INDEX}", f"HAS_NVIDIA_DRIVER={driver}")
+        torch_line = _torch_line(lines)
+        assert f"--extra-index-url {CPU_INDEX}" in torch_line and "-c constraints.txt" in torch_line
+        assert [line for line in lines if CPU_INDEX in line] == [torch_line]  # only torch comes from there
+        cuda = "https://download.pytorch.org/whl/cu128"
+        lines = _make_dry_run(tmp_path, f"TORCH_INDEX_URL={cuda}", f"HAS_NVIDIA_DRIVER={driver}")
+        assert [line for line in lines if "index-url" in line] == [_torch_line(lines)]
+        assert f"--extra-index-url {cuda} " in _torch_line(lines) and CPU_INDEX not in "".join(lines)
+
+
+def test_make_takes_the_cpu_wheels_where_there_is_no_nvidia_driver(tmp_path):
+    lines = _make_dry_run(tmp_path, "HAS_NVIDIA_DRIVER=")
+    assert [line for line in lines if "index-url" in line] == [_torch_line(lines)]
+    assert f"--extra-index-url {CPU_INDEX} " in _torch_line(lines)
+
+
+def test_an_empty_torch_index_means_pips_own_on_any_machine(tmp_path):
+    for driver in ("yes", ""):
+        assert not any("index-url" in line
+                       for line in _make_dry_run(tmp_path, "TORCH_INDEX_URL=", f"HAS_NVIDIA_DRIVER={driver}"))
+    env = {**os.environ, "TORCH_INDEX_URL": ""}  # from the environment as well as on the command line
+    assert not any("index-url" in line for line in _make_dry_run(tmp_path, "HAS_NVIDIA_DRIVER=", env=env))
+
+
+def test_make_detects_the_nvidia_driver(tmp_path):
+    """`nvidia-smi` on the PATH counts as a driver; where neither it nor /proc/driver/nvidia is found, the CPU
+    wheels are taken."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCH_INDEX_URL", "HAS_NVIDIA_DRIVER")}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    with_smi = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}
+    assert not any("index-url" in line for line in _make_dry_run(tmp_path, env=with_smi))
+    if shutil.which("nvidia-smi") or Path("/proc/driver/nvidia").exists():
+        pytest.skip("this machine has an NVIDIA driver: the no-driver half cannot run here")
+    assert f"--extra-index-url {CPU_INDEX} " in _torch_line(_make_dry_run(tmp_path, env=env))
 
 
 def test_make_without_constraints_lifts_the_pins(tmp_path):

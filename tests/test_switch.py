@@ -1,4 +1,4 @@
-"""The entropy switch (spec §2) on scripted series, and what the trainer does once it has fired."""
+"""The entropy switch (docs/algorithm.md#the-switch) on scripted series, and what the trainer does once it has fired."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""SFPOTrainer against TRL's GRPOTrainer: the identities of spec §1 and the reference semantics of §3."""
+"""SFPOTrainer against TRL's GRPOTrainer: the identities of docs/algorithm.md#one-rl-step and the
+reference code's semantics (docs/algorithm.md#where-the-paper-is-silent)."""
 
 from __future__ import annotations
 

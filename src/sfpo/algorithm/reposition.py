@@ -16,9 +16,9 @@ the client optimizer's `param_groups` are empty between steps, which is why noth
 moves them in place with `θ.lerp_(θ0, 1 − α)`, which equals θ0 + α(θ − θ0). Copies are matched to tensors by
 *slot*: the order in which the optimizer presents them within one step (ZeRO-1/2 call `step()` once per param
 group, ZeRO-3 once per sub-group; the order is the same every step). Optimizer state, scheduler, old log-probs
-and advantages are untouched (spec §3), unless `sfpo_optimizer_state="restore"`: then `OptimizerStateCopy`
-takes the optimizer state of each stepped tensor in the same pre-hook as θ0 and puts it back, in place, in
-the post-hook of pass K's last step.
+and advantages are untouched (docs/algorithm.md#the-reposition, as in the reference code), unless
+`sfpo_optimizer_state="restore"`: then `OptimizerStateCopy` takes the optimizer state of each stepped tensor in
+the same pre-hook as θ0 and puts it back, in place, in the post-hook of pass K's last step.
 """
 
 from __future__ import annotations

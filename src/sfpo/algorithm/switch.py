@@ -1,4 +1,4 @@
-"""When SFPO turns itself off (spec §2).
+"""When SFPO turns itself off (docs/algorithm.md#the-switch).
 
 The entropy switch keeps the per-RL-step training entropy H_s and, once W values exist, computes
 

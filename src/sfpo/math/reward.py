@@ -10,7 +10,7 @@ name                        reward
 ==========================  ==================================================================================
 ``math_accuracy``           1.0 when the last ``\\boxed{}`` answer verifies against the gold answer, else 0.0
 ``math_accuracy_format``    the reference code's variant: 1.0 correct, 0.1 when a boxed answer exists but is
-                            wrong, 0.0 without a boxed answer (paper, section 3 of docs/sfpo.md)
+                            wrong, 0.0 without a boxed answer (docs/algorithm.md#where-the-paper-is-silent)
 ``boxed_format``            1.0 when the completion contains a non-empty ``\\boxed{}`` answer
 ==========================  ==================================================================================
 
