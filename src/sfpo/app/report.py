@@ -16,11 +16,11 @@ import math
 import os
 import re
 import statistics
-import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sfpo.algorithm.atomic import atomic_write_bytes
 from sfpo.app.runs import (
     BOOKKEEPING,
     TRL_SUMMARY_KEYS,
@@ -451,20 +451,6 @@ def format_table(result: dict[str, Any]) -> str:
 # --- report and plots -----------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # open(..., "xb") rather than mkstemp: the file gets the usual umask permissions, not 0600.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _slug(metric: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_") or "metric"
 
@@ -506,7 +492,7 @@ def write_report(
         if key is not None:
             written.append(plot_runs(arms, key, out_dir / f"{_slug(keys[-1])}_vs_rollouts.png"))
     report = out_dir / "report.md"
-    _atomic_write(report, _report_markdown(result, baselines, candidates, [p.name for p in written]).encode())
+    atomic_write_bytes(report, _report_markdown(result, baselines, candidates, [p.name for p in written]).encode())
     return [report, *written]
 
 
@@ -613,7 +599,7 @@ def plot_runs(
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     path = Path(path)
-    _atomic_write(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
