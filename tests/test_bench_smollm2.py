@@ -214,7 +214,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_the_uninterrupted_
 
     monkeypatch.setattr(bench, "run_arm", real_run_arm)
     bench.run_one(tiny, "sfpo", folder, policy, checkpoint_every=2)
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "metrics.jsonl", "run.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "config.yaml", "metrics.jsonl", "run.json"]
     assert json.loads((folder / "run.json").read_text())["pieces"] == 2
 
     def trained(run):  # the record of every RL step but its clocks
