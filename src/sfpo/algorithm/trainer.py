@@ -27,31 +27,32 @@ forward there gives KL_K and α_t (`sfpo.algorithm.kl_budget`), then the reposit
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
-import tempfile
 import time
 
 import torch
 from trl import GRPOTrainer
 
+from sfpo.algorithm.checkpoint import (
+    STATE_FILE,
+    RunState,
+    rank_file,
+    read_checkpoint_state,
+    write_checkpoint_state,
+)
 from sfpo.algorithm.config import SFPOConfig
 from sfpo.algorithm.guards import check_train_dataset, guard_reward_funcs
 from sfpo.algorithm.kl_budget import kl_budget_alpha, kl_sums
 from sfpo.algorithm.nonfinite import agree
 from sfpo.algorithm.reposition import Anchor, InStepReposition, OptimizerStateCopy
-from sfpo.algorithm.steplog import RLStepWindow
 from sfpo.algorithm.switch import SFPOSwitch
 from sfpo.algorithm.zero_std import all_groups_zero_std
 
 logger = logging.getLogger(__name__)
-STATE_FILE = "sfpo_state.json"  # human-readable summary, written by the main process
-
-
-def _rank_file(rank: int) -> str:
-    return f"sfpo_state-rank{rank}.pt"  # per-rank tensors: anchor (mid-step), buffered rollouts (mid-step)
+_rank_file = rank_file  # the names sfpo.app.pipeline imports from here (with STATE_FILE)
+__all__ = ["STATE_FILE", "NonFiniteTrainingError", "SFPOTrainer", "untied_missing_keys"]
 
 
 class SFPOTrainer(GRPOTrainer):
@@ -85,6 +86,7 @@ class SFPOTrainer(GRPOTrainer):
                 f"SFPOTrainer needs args to be an SFPOConfig, got {type(args).__name__}; build the config with "
                 "sfpo.SFPOConfig(...) (it takes every GRPOConfig field)"
             )
+        self._run = RunState()  # GRPOTrainer.__init__ sets num_iterations, which lives there
         super().__init__(
             model,
             reward_funcs,
@@ -122,9 +124,9 @@ class SFPOTrainer(GRPOTrainer):
         return self.args.sfpo_inner_steps
 
     def _sfpo_reset(self) -> None:
+        """A fresh run state (at every train() call; a resume then restores it from the checkpoint)."""
         args = self.args
-        self.num_iterations = args.num_iterations
-        self.sfpo_switch = SFPOSwitch(
+        switch = SFPOSwitch(
             mode=args.sfpo_switch,
             window=args.sfpo_zscore_window,
             threshold=args.sfpo_zscore_threshold,
@@ -133,35 +135,55 @@ class SFPOTrainer(GRPOTrainer):
             warmup=args.sfpo_switch_warmup,
             patience=args.sfpo_switch_patience,
         )
-        self.sfpo_switch.starts_active()
-        if not self.sfpo_switch.active:
-            self.num_iterations = 1
-        self.sfpo_rl_step = 0  # completed RL steps
-        self.sfpo_skipped_rl_steps = 0  # RL steps rolled back for a non-finite value
-        self._consecutive_skips = 0
-        self._closing_rl_step = False
-        self.sfpo_rollouts = 0  # completions generated so far
+        switch.starts_active()
+        self._run = RunState(switch=switch, num_iterations=args.num_iterations if switch.active else 1)
         self._anchor = Anchor(device=args.sfpo_anchor_device)
-        self._anchor_live = False  # the anchor holds this RL step's θ0
         self._state_copy = OptimizerStateCopy() if args.sfpo_optimizer_state == "restore" else None
-        self._alpha_t: float | None = None  # the α this RL step repositioned with
-        self._kl_fast: float | None = None  # KL_K (kl_budget only)
-        self._pass_entropies: list[float] = []
-        self._drift_norm: float | None = None
-        self._sfpo_logs: dict[str, float] = {}  # the newest RL step's sfpo/*, until a log entry takes them
-        self._rl_window = RLStepWindow()  # the trainer's metrics over the current RL step
-        self._rl_record: dict[str, float] | None = None  # an ended RL step's sfpo/*, until its last optimizer step
-        self._rl_window_step = -1  # global_step of the last optimizer step added to the window
-        self._tr_loss_seen: torch.Tensor | None = None  # the Trainer's running loss sum after the last step
-        self._rl_step_t0, self._generation_s = None, 0.0  # wall-clock split of the current RL step
-        self._resumed_elapsed: float | None = None  # a resumed RL step's seconds before its checkpoint
-        self._warned_no_entropy = False
-        self._epoch_iter = None
-        self._epoch = -1
-        self._loader_pos = 0  # loader batches drawn in the current epoch
-        self._resume_position: tuple[int, int] | None = None  # (epoch, loader_pos) from a checkpoint
-        self._zero_std_batch = False  # skip_zero_std_batches: the current generation batch has no reward signal
-        self._pregenerated = None  # the first micro-batch, generated ahead of training_step's own _prepare_inputs
+
+    # The run's state under the names users (and GRPOTrainer itself, for num_iterations) read.
+    @property
+    def num_iterations(self) -> int:
+        """Passes over the current generation batch: K + 1, or 1 once the switch has fired."""
+        return self._run.num_iterations
+
+    @num_iterations.setter
+    def num_iterations(self, value: int) -> None:
+        self._run.num_iterations = value
+
+    @property
+    def sfpo_rl_step(self) -> int:
+        """Completed RL steps."""
+        return self._run.rl_step
+
+    @property
+    def sfpo_rollouts(self) -> int:
+        """Completions generated so far."""
+        return self._run.rollouts
+
+    @property
+    def sfpo_skipped_rl_steps(self) -> int:
+        """RL steps rolled back for a non-finite value."""
+        return self._run.skipped_rl_steps
+
+    @property
+    def sfpo_switch(self) -> SFPOSwitch:
+        return self._run.switch
+
+    @property
+    def _pass_entropies(self) -> list[float]:
+        return self._run.step.pass_entropies
+
+    @_pass_entropies.setter
+    def _pass_entropies(self, values: list[float]) -> None:
+        self._run.step.pass_entropies = values
+
+    @property
+    def _alpha_t(self) -> float | None:
+        return self._run.step.alpha_t
+
+    @property
+    def _kl_fast(self) -> float | None:
+        return self._run.step.kl_fast
 
     @property
     def sfpo_active(self) -> bool:
@@ -182,7 +204,7 @@ class SFPOTrainer(GRPOTrainer):
                 logger.warning("the optimizer is not a torch optimizer: no non-finite guard for this run")
                 self._in_step = None
                 return None
-            self._in_step.theta0_live = self._anchor_live
+            self._in_step.theta0_live = self._run.anchor_live
         self._in_step.anchor = self._anchor  # a resume rebuilds the anchor
         self._in_step.state_copy = self._state_copy
         return self._in_step
@@ -224,20 +246,16 @@ class SFPOTrainer(GRPOTrainer):
         hooks = self._hooks()
         if hooks is not None:
             hooks.settle()  # the optimizer step that followed the previous micro-step has run (or was skipped)
-        if self._resumed_elapsed is not None:  # resumed inside an RL step: its clock goes on from the checkpoint
-            self._rl_step_t0, self._resumed_elapsed = time.perf_counter() - self._resumed_elapsed, None
+        if self._run.resumed_elapsed is not None:  # resumed inside an RL step: its clock goes on from the checkpoint
+            self._run.step.t0, self._run.resumed_elapsed = time.perf_counter() - self._run.resumed_elapsed, None
         if phase == 0:
-            self._rl_step_t0, self._generation_s = time.perf_counter(), 0.0  # timing/* of this RL step
-            self._pass_entropies = []
-            self._drift_norm = None
-            self._alpha_t = self._kl_fast = None
-            self._zero_std_batch = False
+            self._run.new_rl_step(t0=time.perf_counter())  # timing/* of this RL step start here
             if self.args.skip_zero_std_batches:
                 # Generate (and score) now rather than inside GRPOTrainer.training_step, so that a batch without
                 # reward signal is known before any forward pass of it.
                 model.train()
-                self._pregenerated = self._prepare_inputs(inputs)
-        if self._zero_std_batch:
+                self._run.pregenerated = self._prepare_inputs(inputs)
+        if self._run.step.zero_std_batch:
             return self._skip_micro_step(phase, cycle, hooks)
         kl_budget = self.args.sfpo_alpha_mode == "kl_budget"
         if hooks is not None:
@@ -251,7 +269,7 @@ class SFPOTrainer(GRPOTrainer):
             hooks.expect_step((self._step + 1) % ga == 0, snapshot=first, alpha=alpha,
                               restore=end_of_pass_k and self._state_copy is not None)
             if alpha is not None:
-                self._alpha_t = alpha
+                self._run.step.alpha_t = alpha
         if self.sfpo_active and kl_budget and phase == self.sfpo_k * spg:  # the slow pass starts: weights are θK
             self._kl_budget_reposition(model)
 
@@ -264,9 +282,9 @@ class SFPOTrainer(GRPOTrainer):
         if phase >= cycle - spg:  # the last pass: its entropy feeds the switch
             entropy = self._metrics["train"].get("entropy")  # TRL appends one value per micro-step
             if entropy:
-                self._pass_entropies.append(entropy[-1])
-            elif self.args.sfpo_switch == "entropy_zscore" and not self._warned_no_entropy:
-                self._warned_no_entropy = True
+                self._run.step.pass_entropies.append(entropy[-1])
+            elif self.args.sfpo_switch == "entropy_zscore" and not self._run.warned_no_entropy:
+                self._run.warned_no_entropy = True
                 logger.warning("the trainer logged no training entropy (e.g. a fused loss kernel), so the entropy "
                                "switch cannot fire; use sfpo_switch='step' or 'none' to make that explicit")
         if phase == cycle - 1:
@@ -277,7 +295,7 @@ class SFPOTrainer(GRPOTrainer):
         """A micro-step of a batch whose groups all have zero reward std: no forward, no backward. The optimizer
         step that follows finds no gradients (torch's optimizers then leave weights and state alone; under
         DeepSpeed, whose engine steps inside backward, no step runs at all), and no SFPO stage is armed."""
-        self._pregenerated = None
+        self._run.pregenerated = None
         if hooks is not None:
             hooks.expect_step(False)
         self._step += 1  # TRL's micro-step counter, as GRPOTrainer.training_step advances it
@@ -286,15 +304,15 @@ class SFPOTrainer(GRPOTrainer):
         return torch.zeros((), device=self.args.device)
 
     def _prepare_inputs(self, generation_batch):
-        if self._pregenerated is not None:  # generated at the start of this micro-step (skip_zero_std_batches)
-            inputs, self._pregenerated = self._pregenerated, None
+        if self._run.pregenerated is not None:  # generated at the start of this micro-step (skip_zero_std_batches)
+            inputs, self._run.pregenerated = self._run.pregenerated, None
             return inputs
         return super()._prepare_inputs(generation_batch)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if self.args.skip_zero_std_batches and self.model.training:  # gathered over processes: one verdict
-            self._zero_std_batch = all_groups_zero_std(
+            self._run.step.zero_std_batch = all_groups_zero_std(
                 rewards_per_func, self.reward_weights, self.num_generations, self.multi_objective_aggregation
             )
         return rewards_per_func
@@ -324,42 +342,45 @@ class SFPOTrainer(GRPOTrainer):
         if not math.isfinite(kl):
             logger.warning("KL_K is not finite (%s): repositioning to θ0 (α_t = 0) for this RL step", kl)
         self._hooks().reposition_now(alpha)
-        self._alpha_t, self._kl_fast = alpha, kl
+        self._run.step.alpha_t, self._run.step.kl_fast = alpha, kl
 
     def _end_rl_step(self) -> None:
-        skipped = self._zero_std_batch
+        step = self._run.step
+        skipped = step.zero_std_batch
         ran_sfpo = self.sfpo_active and not skipped
         if ran_sfpo:
             drift = self._hooks().drift_norm()  # a scalar all-reduce where the tensors are sharded
             if drift is not None:  # None: taken at a checkpoint after the reposition, and restored from it
-                self._drift_norm = drift
-        entropy = sum(self._pass_entropies) / len(self._pass_entropies) if self._pass_entropies else None
-        self.sfpo_rollouts += self.args.generation_batch_size
+                self._run.step.drift_norm = drift
+        entropies = self._run.step.pass_entropies
+        entropy = sum(entropies) / len(entropies) if entropies else None
+        self._run.rollouts += self.args.generation_batch_size
         was_active = self.sfpo_active
-        self.sfpo_switch.update(self.sfpo_rl_step, entropy)
+        self.sfpo_switch.update(self._run.rl_step, entropy)
         if was_active and not self.sfpo_switch.active:
             self.num_iterations = 1  # from the next RL step on: one pass per generation batch
-        self.sfpo_rl_step += 1
-        self._closing_rl_step = True  # its last optimizer step follows this micro-step
+            self._follow_switch_in_max_steps(pending=1)  # this RL step's last optimizer step is still to come
+        self._run.rl_step += 1
+        self._run.closing = True  # its last optimizer step follows this micro-step
 
         logs = {
             "sfpo/rl_step": self.sfpo_rl_step,
             "sfpo/rollouts": self.sfpo_rollouts,
             "sfpo/active": int(ran_sfpo),
-            "sfpo/alpha": (self._alpha_t if self._alpha_t is not None else self.args.sfpo_alpha) if ran_sfpo else 0.0,
+            "sfpo/alpha": (step.alpha_t if step.alpha_t is not None else self.args.sfpo_alpha) if ran_sfpo else 0.0,
         }
-        if self._kl_fast is not None:
-            logs["sfpo/kl_fast"] = self._kl_fast
+        if step.kl_fast is not None:
+            logs["sfpo/kl_fast"] = step.kl_fast
         if entropy is not None:
             logs["sfpo/entropy"] = entropy
-        if self._drift_norm is not None:
-            logs["sfpo/drift_norm"] = self._drift_norm
+        if step.drift_norm is not None:
+            logs["sfpo/drift_norm"] = step.drift_norm
         if self.sfpo_switch.last_z is not None:
             logs["sfpo/entropy_z"] = self.sfpo_switch.last_z
-        if self._rl_step_t0 is not None:  # a resumed RL step: the time before its checkpoint plus after the resume
-            logs["timing/generation_s"] = self._generation_s
-            logs["timing/training_s"] = max(time.perf_counter() - self._rl_step_t0 - self._generation_s, 0.0)
-            self._rl_step_t0 = None
+        if step.t0 is not None:  # a resumed RL step: the time before its checkpoint plus after the resume
+            logs["timing/generation_s"] = step.generation_s
+            logs["timing/training_s"] = max(time.perf_counter() - step.t0 - step.generation_s, 0.0)
+            step.t0 = None
         if self.args.sfpo_switch_patience > 1:
             logs["sfpo/switch_streak"] = self.sfpo_switch.streak
         if self.args.skip_zero_std_batches:
@@ -367,8 +388,8 @@ class SFPOTrainer(GRPOTrainer):
         # `logging_steps` keeps deciding when TRL writes a log entry: sfpo/* ride along in the next one. The
         # RL step's own record goes to callbacks (`on_rl_step_end`) once its last optimizer step has been taken
         # (and `_close_rl_step` has added the guard's counts).
-        self._sfpo_logs = logs
-        self._rl_record = logs
+        self._run.pending_logs = logs
+        self._run.pending_record = logs
         max_rl = self.args.sfpo_max_rl_steps
         if max_rl is not None and self.sfpo_rl_step >= max_rl:
             self.control.should_training_stop = True
@@ -387,19 +408,19 @@ class SFPOTrainer(GRPOTrainer):
             hooks.rollback_now()
         failed = guard.new_rl_step()
         hooks.end_rl_step()
-        self._consecutive_skips = self._consecutive_skips + 1 if failed else 0
+        self._run.consecutive_skips = self._run.consecutive_skips + 1 if failed else 0
         if failed:
-            self.sfpo_skipped_rl_steps += 1
+            self._run.skipped_rl_steps += 1
             logger.warning(f"RL step {self.sfpo_rl_step} skipped ({reason}): its weights are back at its start")
         counts = {"sfpo/skipped_rl_steps": self.sfpo_skipped_rl_steps,
                   "sfpo/skipped_optimizer_steps": guard.skipped_optimizer_steps}
-        for logs in (self._sfpo_logs, self._rl_record):  # this RL step's log entry and its record
+        for logs in (self._run.pending_logs, self._run.pending_record):  # this RL step's log entry and its record
             if logs is not None:
                 logs.update(counts)
         limit = self.args.sfpo_max_skipped_rl_steps
-        if self._consecutive_skips >= limit:
+        if self._run.consecutive_skips >= limit:
             self._sfpo_stop_error = (
-                f"training stopped: {self._consecutive_skips} RL steps in a row hit non-finite values (last: "
+                f"training stopped: {self._run.consecutive_skips} RL steps in a row hit non-finite values (last: "
                 f"{reason}) and were rolled back (sfpo_max_skipped_rl_steps={limit}); the checkpoint written now "
                 "holds the last good weights. Lower the learning rate, or check the rewards and the data"
             )
@@ -418,36 +439,36 @@ class SFPOTrainer(GRPOTrainer):
         start = time.perf_counter()
         out = super()._generate_and_score_completions(inputs)
         if self.model.training:
-            self._generation_s += time.perf_counter() - start
+            self._run.step.generation_s += time.perf_counter() - start
         return out
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.model.training:
-            self._rl_window.collect(self._metrics["train"])  # TRL's log() averages and clears this buffer
-            if self._sfpo_logs:  # the newest RL step ended since the last entry: its sfpo/* join this one
-                logs = {**logs, **self._sfpo_logs}
-                self._sfpo_logs = {}
+            self._run.window.collect(self._metrics["train"])  # TRL's log() averages and clears this buffer
+            if self._run.pending_logs:  # the newest RL step ended since the last entry: its sfpo/* join this one
+                logs = {**logs, **self._run.pending_logs}
+                self._run.pending_logs = {}
         super().log(logs, start_time)
 
     def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
         # Called after every optimizer step (and at the end of an epoch, with the same step again).
-        if self._closing_rl_step:  # after the RL step's last optimizer step, before its log and checkpoint
-            self._closing_rl_step = False
+        if self._run.closing:  # after the RL step's last optimizer step, before its log and checkpoint
+            self._run.closing = False
             self._close_rl_step()
-        if self.state.global_step != self._rl_window_step:
-            self._rl_window_step = self.state.global_step
+        if self.state.global_step != self._run.window_step:
+            self._run.window_step = self.state.global_step
             # The Trainer sums micro-step losses into tr_loss until it logs (then zeroes it in place).
-            loss = tr_loss if self._tr_loss_seen is None else tr_loss - self._tr_loss_seen
+            loss = tr_loss if self._run.tr_loss_seen is None else tr_loss - self._run.tr_loss_seen
             learning_rate = kwargs.get("learning_rate")
             if learning_rate is None:
                 learning_rate = self._get_learning_rate()
-            self._rl_window.add_optimizer_step(loss, grad_norm, learning_rate)
-        if self._rl_record is not None:  # an RL step ended with this optimizer step: its record, before any save
-            means = self._rl_window.close(self._metrics["train"], self._mean_over_processes)
-            record, self._rl_record = {**means, **self._rl_record}, None
+            self._run.window.add_optimizer_step(loss, grad_norm, learning_rate)
+        if self._run.pending_record is not None:  # an RL step ended with this optimizer step: its record, before any save
+            means = self._run.window.close(self._metrics["train"], self._mean_over_processes)
+            record, self._run.pending_record = {**means, **self._run.pending_record}, None
             self._call_rl_step_end(record)
         super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
-        self._tr_loss_seen = tr_loss.detach().clone()
+        self._run.tr_loss_seen = tr_loss.detach().clone()
 
     def _mean_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.accelerator.gather(tensor).mean()
@@ -467,16 +488,16 @@ class SFPOTrainer(GRPOTrainer):
     # ------------------------------------------------------------------ data after the switch
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
-        if epoch_iterator is not self._epoch_iter:  # a new epoch, or the resumed one
-            self._epoch_iter = epoch_iterator
-            if self._resume_position is not None:
-                self._epoch, self._loader_pos = self._resume_position
-                self._resume_position = None
+        if epoch_iterator is not self._run.epoch_iter:  # a new epoch, or the resumed one
+            self._run.epoch_iter = epoch_iterator
+            if self._run.resume_position is not None:
+                self._run.epoch, self._run.loader_pos = self._run.resume_position
+                self._run.resume_position = None
             else:
-                self._epoch, self._loader_pos = self._epoch + 1, 0
+                self._run.epoch, self._run.loader_pos = self._run.epoch + 1, 0
         if self.num_iterations == self.args.num_iterations:  # the sampler's repeats match the schedule
             batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
-            self._loader_pos += len(batches)
+            self._run.loader_pos += len(batches)
             return batches, num_items
         # Switched off: the sampler still repeats each generation batch for K+1 passes. Use the first pass
         # and skip the repeats unread, so prompts keep coming in order and none is trained on twice.
@@ -485,11 +506,11 @@ class SFPOTrainer(GRPOTrainer):
         batches = []
         try:
             for _ in range(num_batches):
-                while self._loader_pos % repeats >= spg:
+                while self._run.loader_pos % repeats >= spg:
                     next(epoch_iterator)
-                    self._loader_pos += 1
+                    self._run.loader_pos += 1
                 batches.append(next(epoch_iterator))
-                self._loader_pos += 1
+                self._run.loader_pos += 1
         except StopIteration:
             pass
         return batches, self._get_num_items_in_batch(batches, device)
@@ -505,13 +526,42 @@ class SFPOTrainer(GRPOTrainer):
 
     def set_initial_training_values(self, args, dataloader):
         values = list(super().set_initial_training_values(args, dataloader))
-        num_train_epochs, updates_per_epoch = values[0], values[1]
+        num_train_epochs, updates_per_epoch, steps_in_epoch = values[0], values[1], values[5]
+        # A run sized by whole epochs: (epochs, loader batches per epoch), to size it anew once the switch fires
+        whole = args.max_steps <= 0 and float(args.num_train_epochs).is_integer() and num_train_epochs < 2**31
+        self._epoch_plan = (num_train_epochs, steps_in_epoch) if whole and steps_in_epoch else None
         if args.max_steps > 0 and self.sfpo_k > 0 and args.sfpo_switch != "none" and num_train_epochs < 2**31:
             # After the switch an epoch takes K+1 times fewer optimizer steps: allow enough epochs for
             # max_steps to stay the limit.
             fewest_per_epoch = max(updates_per_epoch // args.num_iterations, 1)
             values[0] = max(num_train_epochs, math.ceil(args.max_steps / fewest_per_epoch))
         return tuple(values)
+
+    def _follow_switch_in_max_steps(self, pending: int) -> None:
+        """Once the switch has fired in a run sized by epochs, the optimizer steps the data left will take (one
+        pass per generation batch from now on) become the Trainer's `max_steps`, so that the progress bar ends at
+        100% and the flow callback's stop coincides with the end of the data. `pending`: optimizer steps still due
+        for loader batches already drawn."""
+        plan = getattr(self, "_epoch_plan", None)
+        if plan is None or self.sfpo_switch.active:
+            return
+        epochs, per_epoch = plan
+        spg, ga = self.args.steps_per_generation, self.args.gradient_accumulation_steps
+        repeats = spg * self.args.num_iterations  # loader batches per generation batch (the sampler's repeats)
+        batches_per_epoch = per_epoch // repeats
+        run = self._run
+        epoch, pos = (run.epoch, run.loader_pos) if run.epoch >= 0 else (0, 0)
+        done, offset = divmod(pos, repeats)
+        micro = 0
+        if offset:  # a generation batch partly drawn: the rest of its first pass, if any
+            micro, done = max(spg - offset, 0), done + 1
+        micro += (max(batches_per_epoch - done, 0) + (epochs - epoch - 1) * batches_per_epoch) * spg
+        self.state.max_steps = self.state.global_step + pending + micro // ga
+        for callback in self.callback_handler.callbacks:
+            bar = getattr(callback, "training_bar", None)  # transformers' ProgressCallback (tqdm)
+            if bar is not None:
+                bar.total = self.state.max_steps
+                bar.refresh()
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -529,40 +579,24 @@ class SFPOTrainer(GRPOTrainer):
         self._save_sfpo_state(folder)
 
     def _save_sfpo_state(self, folder: str) -> None:
+        run, step = self._run, self._run.step
         mid_step = self._step % (self.args.steps_per_generation * self.num_iterations) != 0
         theta0_live = mid_step and self._in_step is not None and self._in_step.theta0_live
         rl_window = None
         if mid_step and self._in_step is not None and self._in_step.repositioned:
-            self._drift_norm = self._in_step.drift_norm()  # a collective: every rank saves at the same step
+            step.drift_norm = self._in_step.drift_norm()  # a collective: every rank saves at the same step
         if mid_step:  # the RL step's metrics so far (its rewards and completions came before the checkpoint)
-            self._rl_window.collect(self._metrics["train"])
-            elapsed = None if self._rl_step_t0 is None else time.perf_counter() - self._rl_step_t0
-            rl_window = {**self._rl_window.state_dict(), "generation_s": self._generation_s, "elapsed_s": elapsed}
-        summary = {
-            "rl_step": self.sfpo_rl_step,
-            "rollouts": self.sfpo_rollouts,
-            "num_iterations": self.num_iterations,
-            "micro_step": self._step,
-            "epoch": self._epoch,
-            "loader_pos": self._loader_pos,
-            "mid_rl_step": mid_step,
-            "pass_entropies": self._pass_entropies,
-            "zero_std_batch": self._zero_std_batch,
-            "drift_norm": self._drift_norm,
-            "alpha_t": self._alpha_t,
-            "kl_fast": self._kl_fast,
-            "switch": self.sfpo_switch.state_dict(),
-        }
+            run.window.collect(self._metrics["train"])
+            elapsed = None if step.t0 is None else time.perf_counter() - step.t0
+            rl_window = {**run.window.state_dict(), "generation_s": step.generation_s, "elapsed_s": elapsed}
         tensors = {
             "anchor": self._anchor.state_dict() if theta0_live else None,
             "optimizer_state": self._state_copy.state_dict() if theta0_live and self._state_copy is not None else None,
             "buffered_inputs": self._buffered_inputs if mid_step else None,
             "rl_window": rl_window,
         }
-        os.makedirs(folder, exist_ok=True)
-        _atomic_torch_save({"summary": summary, **tensors}, os.path.join(folder, _rank_file(self.args.process_index)))
-        if self.args.should_save:
-            _atomic_write_text(os.path.join(folder, STATE_FILE), json.dumps(summary, indent=2))
+        write_checkpoint_state(folder, self.args.process_index, self.args.should_save,
+                               run.summary(micro_step=self._step, mid_rl_step=mid_step), tensors)
 
     def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial):
         epochs_trained, batches_trained = super()._init_training_state(
@@ -570,31 +604,23 @@ class SFPOTrainer(GRPOTrainer):
         )
         self._sfpo_reset()
         if resume_from_checkpoint is None:
+            self._follow_switch_in_max_steps(pending=0)  # off from the first RL step (a stop step of 0)
             return epochs_trained, batches_trained
-        path = os.path.join(resume_from_checkpoint, _rank_file(self.args.process_index))
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"{resume_from_checkpoint} has no {_rank_file(self.args.process_index)}: it was not written by "
-                "SFPOTrainer (or by fewer processes), so the SFPO step cannot be resumed exactly"
-            )
-        device = self.accelerator.device  # DeepSpeed on a CPU names it "cpu:0", which torch.load cannot map
-        saved = torch.load(path, map_location="cpu" if device.type == "cpu" else device, weights_only=False)
+        saved = read_checkpoint_state(resume_from_checkpoint, self.args.process_index, self.accelerator.device,
+                                      type(self).__name__)
         s = saved["summary"]
-        self.sfpo_rl_step, self.sfpo_rollouts = s["rl_step"], s["rollouts"]
-        self.num_iterations, self._step = s["num_iterations"], s["micro_step"]
-        self._pass_entropies, self._drift_norm = list(s["pass_entropies"]), s["drift_norm"]
-        self._alpha_t, self._kl_fast = s.get("alpha_t"), s.get("kl_fast")  # older checkpoints have neither
-        self._zero_std_batch = bool(s.get("zero_std_batch", False))  # checkpoints from before the option have none
-        self.sfpo_switch.load_state_dict(s["switch"])
+        run = self._run
+        run.load_summary(s)
+        self._step = s["micro_step"]
         if saved["buffered_inputs"] is not None:
             self._buffered_inputs = saved["buffered_inputs"]
         window = saved.get("rl_window")  # checkpoints from before it have none
         if window is not None:
-            self._rl_window.load_state_dict(window)
-            self._generation_s, self._resumed_elapsed = window["generation_s"], window["elapsed_s"]
+            run.window.load_state_dict(window)
+            run.step.generation_s, run.resumed_elapsed = window["generation_s"], window["elapsed_s"]
         if saved["anchor"] is not None:
             self._anchor.load_state_dict(saved["anchor"])
-            self._anchor_live = True
+            run.anchor_live = True
             if self._state_copy is not None:
                 if saved.get("optimizer_state") is None:
                     raise ValueError(
@@ -604,13 +630,13 @@ class SFPOTrainer(GRPOTrainer):
                     )
                 self._state_copy.load_state_dict(saved["optimizer_state"])
         if self._in_step is not None:  # hooks from an earlier train() call on this trainer
-            self._in_step.theta0_live = self._anchor_live
+            self._in_step.theta0_live = run.anchor_live
+        self._follow_switch_in_max_steps(pending=0)  # resumed after the switch fired
         if self.args.ignore_data_skip:
             return epochs_trained, batches_trained
         # The trainer counts loader batches as optimizer steps × accumulation; after the switch we drew more.
-        self._resume_position = (s["epoch"], s["loader_pos"])
+        run.resume_position = (s["epoch"], s["loader_pos"])
         return max(s["epoch"], 0), s["loader_pos"]
-
 
     def _issue_warnings_after_load(self, load_result) -> None:
         # A checkpoint of a model with tied weights (e.g. lm_head tied to the embeddings) stores the tensor once,
@@ -644,17 +670,3 @@ _REFERENCE = {
 # The multimodal inputs TRL's own loss forwards pass on, if the batch has them.
 _FORWARD_KEYS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
                  "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
-
-
-def _atomic_torch_save(obj, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    os.close(fd)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
