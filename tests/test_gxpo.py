@@ -12,6 +12,7 @@ from transformers import TrainerCallback
 
 from conftest import digit_reward
 from sfpo import GXPOConfig, GXPOTrainer, SFPOConfig, SFPOTrainer
+from sfpo.algorithm.checkpoint import rank_file
 from sfpo.algorithm.extrapolation import CORRECTIVE, PROBE_1, PROBE_2, GXPOInStep
 from sfpo.algorithm.reposition import Anchor, OptimizerStateCopy, stepped_tensors
 from sfpo.algorithm.retention import q_quantile, q_stats, retention_scale
@@ -379,3 +380,48 @@ def test_no_reward_signal_falls_back_to_grpo_every_minibatch(tiny_lm, toy_datase
     records = [h for h in gxpo.state.log_history if "gxpo/fallbacks" in h]
     assert [h["gxpo/fallbacks"] for h in records] == [2, 2] and "gxpo/alpha_q_mean" not in records[0]
     assert adam_steps(gxpo) == adam_steps(grpo) == {4.0}
+
+
+@pytest.mark.parametrize("save_steps", [1, 2, 4], ids=["after-probe-1", "after-probe-2", "mid-rl-step"])
+def test_resume_between_probes_equals_the_uninterrupted_run(tiny_lm, toy_dataset, tmp_path, save_steps):
+    """6 optimizer steps per RL step (M = 2): checkpoint-1 falls between probe 1 and probe 2 of mini-batch 1,
+    checkpoint-2 between probe 2 and its corrective step, checkpoint-4 between mini-batch 2's probes."""
+    def make(out):
+        args = gxpo_args(out, steps_per_generation=2, sfpo_max_rl_steps=2, save_strategy="steps",
+                         save_steps=save_steps, seed=1)
+        return GXPOTrainer(model=tiny_lm, reward_funcs=digit_reward, args=args, train_dataset=toy_dataset)
+
+    full = make(tmp_path / "full")
+    full.train()
+    checkpoint = tmp_path / "full" / f"checkpoint-{save_steps}"
+    saved = torch.load(checkpoint / rank_file(0), weights_only=False)
+    assert saved["anchor"] is not None and saved["gxpo"] is not None and saved["optimizer_state"] is not None
+    resumed = make(tmp_path / "resumed")
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == full.state.global_step == 12
+    a, b = weights(full), weights(resumed)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    logs = [[h for h in t.state.log_history if "gxpo/alpha_q_mean" in h] for t in (full, resumed)]
+    assert logs[1][-1]["gxpo/alpha_q_mean"] == logs[0][-1]["gxpo/alpha_q_mean"]
+    assert logs[1][-1]["gxpo/displacement_norm"] == logs[0][-1]["gxpo/displacement_norm"]
+
+
+def test_lora_extrapolates_only_the_adapters(tiny_lm, toy_dataset, tmp_path):
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, task_type="CAUSAL_LM")
+    trainer = run(GXPOTrainer, tiny_lm, gxpo_args(tmp_path, sfpo_max_rl_steps=2), toy_dataset, peft_config=lora)
+    base = AutoModelForCausalLM.from_pretrained(tiny_lm).state_dict()
+    for name, value in trainer.model.state_dict().items():
+        if "lora_" not in name:
+            assert torch.equal(value, base[name.replace("base_model.model.", "").replace(".base_layer", "")]), name
+    trainable = stepped_tensors(trainer.optimizer)
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    assert trainable and all("lora_" in names[id(p)] for p in trainable)
+    size = sum(p.numel() * p.element_size() for p in trainable)
+    hooks = trainer._in_step
+    assert trainer._anchor.nbytes == hooks.extra_nbytes == size  # θ0 and one buffer: adapters only
+    # s0: AdamW's two moments and its step count (a float32 scalar tensor) per adapter tensor
+    assert trainer._state_copy.nbytes == 2 * size + 4 * len(trainable)
