@@ -138,3 +138,31 @@ def test_stop_step_zero_is_plain_grpo_from_the_first_batch(tiny_lm, toy_dataset,
     assert [r[0] for r in trainer.record] == [False] * 3 and trainer.losses == 6
     order = toy_dataset["prompt"]
     assert trainer.prompts == [sorted(order[2 * i : 2 * i + 2]) for i in range(3)]
+
+
+class Bar(TrainerCallback):
+    """Reads the progress bar (transformers' ProgressCallback, which runs after user callbacks) as training ends."""
+
+    def on_train_end(self, args, state, control, **kwargs):
+        bar = next(c.training_bar for c in self.trainer.callback_handler.callbacks if hasattr(c, "training_bar"))
+        self.total, self.n, self.global_step, self.max_steps = bar.total, bar.n, state.global_step, state.max_steps
+
+
+@pytest.mark.parametrize("stop_step", [0, 1])
+def test_progress_bar_total_follows_the_switch_in_a_run_sized_by_epochs(tiny_lm, toy_dataset, tmp_path, stop_step):
+    # 8 prompts, 2 per generation batch: 4 RL steps in one epoch; K=2, one optimizer step per micro-step. Planned as
+    # if SFPO stayed on: 4 × 6 = 24 optimizer steps; after the switch an RL step takes 2.
+    args = SFPOConfig(
+        output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], save_strategy="no", disable_tqdm=False,
+        activation_checkpointing=False, shuffle_dataset=False, per_device_train_batch_size=4, num_generations=4,
+        steps_per_generation=2, max_completion_length=4, sfpo_inner_steps=2, sfpo_switch="step",
+        sfpo_stop_step=stop_step, num_train_epochs=1,
+    )
+    bar = Bar()
+    trainer = SFPOTrainer(model=tiny_lm, reward_funcs=digit_reward, args=args,
+                          train_dataset=toy_dataset.select(range(8)), callbacks=[bar])
+    bar.trainer = trainer
+    trainer.train()
+    assert trainer.sfpo_rl_step == 4
+    assert bar.global_step == 6 * stop_step + 2 * (4 - stop_step)
+    assert bar.max_steps == bar.total == bar.n == bar.global_step  # the bar ends at 100%

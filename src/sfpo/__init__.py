@@ -1,6 +1,7 @@
-"""Slow-Fast Policy Optimization (SFPO) on top of TRL's GRPO trainer.
+"""Slow-Fast Policy Optimization (SFPO), and GXPO beside it, on top of TRL's GRPO trainer.
 
-``from sfpo import SFPOConfig, SFPOTrainer`` is the drop-in for TRL's ``GRPOConfig`` / ``GRPOTrainer``.
+``from sfpo import SFPOConfig, SFPOTrainer`` (or ``GXPOConfig, GXPOTrainer``) is the drop-in for TRL's
+``GRPOConfig`` / ``GRPOTrainer``.
 The heavy imports (torch, TRL) happen on first use, so the light modules (rewards, report, switch) stay
 quick to import.
 
@@ -13,7 +14,7 @@ Layers, each importing only those before it: :mod:`sfpo.algorithm` (the trainer 
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["SFPOConfig", "SFPOTrainer", "__version__"]
+__all__ = ["GXPOConfig", "GXPOTrainer", "SFPOConfig", "SFPOTrainer", "__version__"]
 
 
 def __getattr__(name: str):
@@ -25,4 +26,12 @@ def __getattr__(name: str):
         from sfpo.algorithm.trainer import SFPOTrainer
 
         return SFPOTrainer
+    if name == "GXPOConfig":
+        from sfpo.algorithm.config import GXPOConfig
+
+        return GXPOConfig
+    if name == "GXPOTrainer":
+        from sfpo.algorithm.gxpo import GXPOTrainer
+
+        return GXPOTrainer
     raise AttributeError(f"module 'sfpo' has no attribute {name!r}")

@@ -1,8 +1,10 @@
-"""SFPOConfig: TRL's GRPOConfig plus the SFPO fields, validated.
+"""SFPOConfig and GXPOConfig: TRL's GRPOConfig plus each algorithm's fields, validated.
 
-Defaults are the paper's (K=3, α=0.8, entropy switch with W=30, τ=1.0). `num_iterations` follows from K:
+SFPO's defaults are the paper's (K=3, α=0.8, entropy switch with W=30, τ=1.0). `num_iterations` follows from K:
 one RL step is K fast passes plus the slow correction over the same generation batch, which is TRL's
-`num_iterations = K + 1` with the old log-probs taken once at θ0.
+`num_iterations = K + 1` with the old log-probs taken once at θ0. GXPO's (K=5, α=0.5, the switch on the preceding
+30 entropies with τ=3, patience 3, warm-up 50) are its authors' efficiency runs; an RL step is three passes over
+each mini-batch (`num_iterations = 3`). The run-control fields both share (`RLStepConfig`) keep SFPO's names.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ SWITCHES = ("entropy_zscore", "step", "none")
 ANCHOR_DEVICES = ("same", "cpu")
 OPTIMIZER_STATES = ("keep", "restore")
 ALPHA_MODES = ("fixed", "kl_budget")
+GXPO_RETENTIONS = ("adamw_direction", "gradient")
+GXPO_OPTIMIZER_STATES = ("transactional", "keep")
+GXPO_PASSES = 3  # probe 1, probe 2, the corrective step: passes over each mini-batch while GXPO is on
 
 
 def _is_int(value) -> bool:
@@ -31,7 +36,66 @@ def _bad(name: str, value, allowed: str) -> ValueError:
 
 
 @dataclass
-class SFPOConfig(GRPOConfig):
+class RLStepConfig(GRPOConfig):
+    r"""
+    The run-control fields SFPO and GXPO share (documented on [`SFPOConfig`]); every [`trl.GRPOConfig`] field too.
+    """
+
+    sfpo_anchor_device: str = field(
+        default="same", metadata={"help": "Where the θ0 copy lives.", "choices": list(ANCHOR_DEVICES)}
+    )
+    sfpo_max_rl_steps: int | None = field(
+        default=None, metadata={"help": "Stop after this many RL steps (generation batches)."}
+    )
+    sfpo_max_skipped_rl_steps: int = field(
+        default=3,
+        metadata={"help": "Stop after this many RL steps in a row were rolled back for non-finite values."},
+    )
+    skip_zero_std_batches: bool = field(
+        default=False,
+        metadata={"help": "Skip the update (every pass) on a generation batch whose groups all have zero reward std."},
+    )
+    sfpo_diagnose_reward_errors: bool = field(
+        default=False,
+        metadata={"help": "After a reward function raised, call it again per sample to name the sample (extra calls)."},
+    )
+
+    def _validate_run_control(self) -> None:
+        if self.sfpo_anchor_device not in ANCHOR_DEVICES:
+            raise _bad("sfpo_anchor_device", self.sfpo_anchor_device, "'same' or 'cpu'")
+        m = self.sfpo_max_rl_steps
+        if m is not None and (not _is_int(m) or m < 1):
+            raise _bad("sfpo_max_rl_steps", m, "an int ≥ 1 or None")
+        if not _is_int(self.sfpo_max_skipped_rl_steps) or self.sfpo_max_skipped_rl_steps < 1:
+            raise _bad("sfpo_max_skipped_rl_steps", self.sfpo_max_skipped_rl_steps, "an int ≥ 1")
+        if not isinstance(self.skip_zero_std_batches, bool):
+            raise _bad("skip_zero_std_batches", self.skip_zero_std_batches, "a bool")
+        if not isinstance(self.sfpo_diagnose_reward_errors, bool):
+            raise _bad("sfpo_diagnose_reward_errors", self.sfpo_diagnose_reward_errors, "a bool")
+
+    def _check_passes_end_on_optimizer_steps(self, algorithm: str, field_name: str) -> None:
+        """A pass must end on an optimizer step, or a stage would land in the middle of an accumulated gradient."""
+        spg, ga = self.steps_per_generation, self.gradient_accumulation_steps
+        if spg % ga != 0:
+            divisors = [d for d in range(1, spg + 1) if spg % d == 0]
+            off = "sfpo_inner_steps=0 for plain GRPO" if algorithm == "SFPO" else "SFPOTrainer for plain GRPO"
+            raise ValueError(
+                f"steps_per_generation={spg} must be a multiple of gradient_accumulation_steps={ga} when "
+                f"{field_name}, so that each pass over the generation batch ends on an optimizer step "
+                f"(GRPOTrainer allows it; {algorithm} cannot): set steps_per_generation to {ga}, {2 * ga}, {3 * ga}, "
+                f"..., or gradient_accumulation_steps to one of {divisors}, or {off}"
+            )
+
+    def _budget_max_steps(self, passes: int) -> None:
+        """`sfpo_max_rl_steps` sets `max_steps` (left at -1) to the optimizer steps of that many RL steps at
+        `passes` passes each; the RL-step count stops the run, whatever the switch does."""
+        if self.sfpo_max_rl_steps is not None and self.max_steps <= 0:
+            optimizer_steps_per_pass = self.steps_per_generation // self.gradient_accumulation_steps
+            self.max_steps = self.sfpo_max_rl_steps * passes * max(optimizer_steps_per_pass, 1)
+
+
+@dataclass
+class SFPOConfig(RLStepConfig):
     r"""
     Configuration for [`SFPOTrainer`]: every [`trl.GRPOConfig`] field, plus:
 
@@ -113,24 +177,6 @@ class SFPOConfig(GRPOConfig):
     sfpo_kl_budget: float | None = field(
         default=None, metadata={"help": "δ > 0 for sfpo_alpha_mode='kl_budget'."}
     )
-    sfpo_anchor_device: str = field(
-        default="same", metadata={"help": "Where the θ0 copy lives.", "choices": list(ANCHOR_DEVICES)}
-    )
-    sfpo_max_rl_steps: int | None = field(
-        default=None, metadata={"help": "Stop after this many RL steps (generation batches)."}
-    )
-    sfpo_max_skipped_rl_steps: int = field(
-        default=3,
-        metadata={"help": "Stop after this many RL steps in a row were rolled back for non-finite values."},
-    )
-    skip_zero_std_batches: bool = field(
-        default=False,
-        metadata={"help": "Skip the update (every pass) on a generation batch whose groups all have zero reward std."},
-    )
-    sfpo_diagnose_reward_errors: bool = field(
-        default=False,
-        metadata={"help": "After a reward function raised, call it again per sample to name the sample (extra calls)."},
-    )
     num_iterations: int | None = field(
         default=None, metadata={"help": "Follows from sfpo_inner_steps (K + 1); leave unset."}
     )
@@ -152,20 +198,9 @@ class SFPOConfig(GRPOConfig):
                 "overflow, which would leave an RL step's snapshot or reposition undone. Use bf16=True or fp32"
             )
         super().__post_init__()
-        # A pass must end on an optimizer step, or the reposition would land in the middle of an
-        # accumulated gradient.
-        spg, ga = self.steps_per_generation, self.gradient_accumulation_steps
-        if self.sfpo_inner_steps > 0 and spg % ga != 0:
-            divisors = [d for d in range(1, spg + 1) if spg % d == 0]
-            raise ValueError(
-                f"steps_per_generation={spg} must be a multiple of gradient_accumulation_steps={ga} when "
-                f"sfpo_inner_steps > 0, so that each pass over the generation batch ends on an optimizer step "
-                f"(GRPOTrainer allows it; SFPO cannot): set steps_per_generation to {ga}, {2 * ga}, {3 * ga}, ..., "
-                f"or gradient_accumulation_steps to one of {divisors}, or sfpo_inner_steps=0 for plain GRPO"
-            )
-        if self.sfpo_max_rl_steps is not None and self.max_steps <= 0:
-            optimizer_steps_per_pass = self.steps_per_generation // self.gradient_accumulation_steps
-            self.max_steps = self.sfpo_max_rl_steps * k_plus_1 * max(optimizer_steps_per_pass, 1)
+        if self.sfpo_inner_steps > 0:
+            self._check_passes_end_on_optimizer_steps("SFPO", "sfpo_inner_steps > 0")
+        self._budget_max_steps(k_plus_1)
 
     def _validate_sfpo_fields(self) -> None:
         k = self.sfpo_inner_steps
@@ -215,17 +250,131 @@ class SFPOConfig(GRPOConfig):
                 f"sfpo_kl_budget={d!r} is only used with sfpo_alpha_mode='kl_budget', but sfpo_alpha_mode="
                 f"{self.sfpo_alpha_mode!r}; set sfpo_alpha_mode='kl_budget' or leave sfpo_kl_budget unset"
             )
-        if self.sfpo_anchor_device not in ANCHOR_DEVICES:
-            raise _bad("sfpo_anchor_device", self.sfpo_anchor_device, "'same' or 'cpu'")
-        m = self.sfpo_max_rl_steps
-        if m is not None and (not _is_int(m) or m < 1):
-            raise _bad("sfpo_max_rl_steps", m, "an int ≥ 1 or None")
-        if not _is_int(self.sfpo_max_skipped_rl_steps) or self.sfpo_max_skipped_rl_steps < 1:
-            raise _bad("sfpo_max_skipped_rl_steps", self.sfpo_max_skipped_rl_steps, "an int ≥ 1")
-        if not isinstance(self.skip_zero_std_batches, bool):
-            raise _bad("skip_zero_std_batches", self.skip_zero_std_batches, "a bool")
-        if not isinstance(self.sfpo_diagnose_reward_errors, bool):
-            raise _bad("sfpo_diagnose_reward_errors", self.sfpo_diagnose_reward_errors, "a bool")
+        self._validate_run_control()
         n = self.num_iterations
         if n is not None and (not _is_int(n) or n < 1):
             raise _bad("num_iterations", n, f"unset, or equal to sfpo_inner_steps + 1 = {k + 1 if _is_int(k) else '?'}")
+
+
+@dataclass
+class GXPOConfig(RLStepConfig):
+    r"""
+    Configuration for [`GXPOTrainer`]: every [`trl.GRPOConfig`] field, the run-control fields of [`SFPOConfig`]
+    (`sfpo_max_rl_steps`, `sfpo_max_skipped_rl_steps`, `skip_zero_std_batches`, `sfpo_anchor_device`,
+    `sfpo_diagnose_reward_errors`), plus:
+
+    Parameters:
+        gxpo_k (`int`, defaults to `5`):
+            K ≥ 2, the horizon the retention extrapolates to: θ̃ = θ0 + α·q ⊙ (θ2 − θ0) with q = S_K(r)/S_2(r) in
+            [1, K/2 + 1]. Only two probe steps are ever taken; K = 2 gives q ≡ 1.
+        gxpo_alpha (`float`, defaults to `0.5`):
+            α in (0, 1]: how far toward the K-step estimate to move. α·q is the effective multiplier, in
+            [α, α(K/2 + 1)]; α > 1 would step past the estimate itself.
+        gxpo_retention (`str`, defaults to `"adamw_direction"`):
+            How r is measured per coordinate: `"adamw_direction"`, the ratio of the two probe steps' optimizer
+            directions (the authors' latest), or `"gradient"`, the ratio of their clipped gradients (the paper's).
+        gxpo_optimizer_state (`str`, defaults to `"transactional"`):
+            `"transactional"`: the optimizer state goes back to the mini-batch's start before the corrective step,
+            so it advances once per mini-batch, as GRPO's does; `"keep"`: the probes' updates of it are kept.
+        gxpo_switch (`str`, defaults to `"entropy_zscore"`):
+            When GXPO turns itself off, for good (plain GRPO from then on): `"entropy_zscore"`, `"step"` (at
+            `gxpo_stop_step`) or `"none"`.
+        gxpo_stop_step (`int` or `None`): with `gxpo_switch="step"`, the first RL step run as plain GRPO (from 0).
+        gxpo_zscore_window (`int`, defaults to `30`): W, the entropies *before* the newest it is scored against.
+        gxpo_zscore_threshold (`float`, defaults to `3.0`): τ; the switch counts z ≥ τ (one-sided).
+        gxpo_switch_patience (`int`, defaults to `3`): consecutive counted RL steps with z ≥ τ needed to fire.
+        gxpo_switch_warmup (`int`, defaults to `50`): RL steps whose z-score never counts.
+        num_iterations (`int` or `None`): follows (3: probe, probe, corrective); any other value is an error.
+    """
+
+    gxpo_k: int = field(default=5, metadata={"help": "K ≥ 2: the horizon the retention extrapolates to."})
+    gxpo_alpha: float = field(default=0.5, metadata={"help": "α in (0, 1]: θ̃ = θ0 + α·q ⊙ (θ2 − θ0)."})
+    gxpo_retention: str = field(
+        default="adamw_direction",
+        metadata={"help": "Retention ratio from the optimizer's step directions or the clipped gradients.",
+                  "choices": list(GXPO_RETENTIONS)},
+    )
+    gxpo_optimizer_state: str = field(
+        default="transactional",
+        metadata={"help": "Optimizer state for the corrective step: the mini-batch's start ('transactional') or "
+                          "the probes' ('keep').", "choices": list(GXPO_OPTIMIZER_STATES)},
+    )
+    gxpo_switch: str = field(
+        default="entropy_zscore", metadata={"help": "When GXPO turns itself off.", "choices": list(SWITCHES)}
+    )
+    gxpo_stop_step: int | None = field(
+        default=None, metadata={"help": "With gxpo_switch='step': first RL step run as plain GRPO."}
+    )
+    gxpo_zscore_window: int = field(
+        default=30, metadata={"help": "W: the preceding entropies the newest is scored against, ≥ 2."}
+    )
+    gxpo_zscore_threshold: float = field(default=3.0, metadata={"help": "τ: z-score threshold, > 0."})
+    gxpo_switch_patience: int = field(
+        default=3, metadata={"help": "Entropy switch: consecutive RL steps with z ≥ τ needed."}
+    )
+    gxpo_switch_warmup: int = field(
+        default=50, metadata={"help": "Entropy switch: RL steps whose z-score never counts."}
+    )
+    num_iterations: int | None = field(
+        default=None, metadata={"help": "Follows from GXPO (3 passes per mini-batch); leave unset."}
+    )
+
+    def __post_init__(self):
+        self._validate_gxpo_fields()
+        if self.num_iterations is None:
+            self.num_iterations = GXPO_PASSES
+        elif self.num_iterations != GXPO_PASSES:
+            raise ValueError(
+                f"num_iterations={self.num_iterations!r} is not allowed under GXPO: it follows from the algorithm "
+                f"({GXPO_PASSES} passes over each mini-batch: two probes and the corrective step); leave it unset"
+            )
+        if self.fp16:
+            raise ValueError(
+                "fp16=True is not allowed with GXPO: fp16 loss scaling skips optimizer steps on overflow, which would "
+                "leave a mini-batch's probes or extrapolation undone. Use bf16=True or fp32"
+            )
+        super().__post_init__()
+        self._check_passes_end_on_optimizer_steps("GXPO", "training with GXPO")
+        self._budget_max_steps(GXPO_PASSES)
+
+    def _validate_gxpo_fields(self) -> None:
+        k = self.gxpo_k
+        if not _is_int(k) or k < 2:
+            raise _bad("gxpo_k", k, "an int ≥ 2 (K = 2 gives no extrapolation beyond the probes: q ≡ 1)")
+        a = self.gxpo_alpha
+        if not _is_number(a) or not math.isfinite(a) or not 0.0 < a <= 1.0:
+            raise _bad("gxpo_alpha", a, "a float in (0, 1]")
+        if self.gxpo_retention not in GXPO_RETENTIONS:
+            raise _bad("gxpo_retention", self.gxpo_retention, "'adamw_direction' or 'gradient'")
+        if self.gxpo_optimizer_state not in GXPO_OPTIMIZER_STATES:
+            raise _bad("gxpo_optimizer_state", self.gxpo_optimizer_state, "'transactional' or 'keep'")
+        if self.gxpo_switch not in SWITCHES:
+            raise _bad("gxpo_switch", self.gxpo_switch, f"one of {', '.join(repr(s) for s in SWITCHES)}")
+        w = self.gxpo_zscore_window
+        if not _is_int(w) or w < 2:
+            raise _bad("gxpo_zscore_window", w, "an int ≥ 2")
+        t = self.gxpo_zscore_threshold
+        if not _is_number(t) or not math.isfinite(t) or not t > 0:
+            raise _bad("gxpo_zscore_threshold", t, "a finite float > 0")
+        s = self.gxpo_stop_step
+        if self.gxpo_switch == "step":
+            if not _is_int(s) or s < 0:
+                raise _bad("gxpo_stop_step", s, "an int ≥ 0 when gxpo_switch='step'")
+        elif s is not None:
+            raise ValueError(
+                f"gxpo_stop_step={s!r} is only used with gxpo_switch='step', but gxpo_switch={self.gxpo_switch!r}; "
+                "set gxpo_switch='step' or leave gxpo_stop_step unset"
+            )
+        for name, default, minimum in (("gxpo_switch_warmup", 50, 0), ("gxpo_switch_patience", 3, 1)):
+            v = getattr(self, name)
+            if not _is_int(v) or v < minimum:
+                raise _bad(name, v, f"an int ≥ {minimum}")
+            if v != default and self.gxpo_switch != "entropy_zscore":
+                raise ValueError(
+                    f"{name}={v!r} only applies to the entropy switch, but gxpo_switch={self.gxpo_switch!r}; "
+                    f"set gxpo_switch='entropy_zscore' or leave {name} at {default}"
+                )
+        self._validate_run_control()
+        n = self.num_iterations
+        if n is not None and (not _is_int(n) or n < 1):
+            raise _bad("num_iterations", n, f"unset, or {GXPO_PASSES} (it follows from GXPO)")

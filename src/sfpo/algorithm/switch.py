@@ -23,14 +23,15 @@ from dataclasses import dataclass, field
 ZSCORE_EPS = 1e-9
 
 
-def entropy_zscore(history: list[float], window: int) -> float | None:
-    """z-score of the newest entropy against the last `window` values (newest included); None if too few."""
-    if len(history) < window:
+def entropy_zscore(history: list[float], window: int, preceding: bool = False) -> float | None:
+    """z-score of the newest entropy against the last `window` values (newest included), or with `preceding`
+    against the `window` values before it (GXPO's rule: a value never dilutes its own score); None if too few."""
+    if len(history) < window + preceding:
         return None
-    recent = history[-window:]
+    recent = history[-window - 1:-1] if preceding else history[-window:]
     mean = sum(recent) / window
     std = math.sqrt(sum((h - mean) ** 2 for h in recent) / window)  # population std
-    return (recent[-1] - mean) / (std + ZSCORE_EPS)
+    return (history[-1] - mean) / (std + ZSCORE_EPS)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class SFPOSwitch:
     stop_step: int | None = None
     warmup: int = 0  # W0: RL steps whose z-score never counts
     patience: int = 1  # P: consecutive crossings needed
+    preceding: bool = False  # score against the W values before the newest (GXPO), not a window holding it
     active: bool = True
     switched_at: int | None = None  # first RL step that ran as plain GRPO
     history: list[float] = field(default_factory=list)
@@ -66,7 +68,7 @@ class SFPOSwitch:
         still counts the RL step."""
         if entropy is not None and math.isfinite(entropy):
             self.history.append(float(entropy))
-        self.last_z = entropy_zscore(self.history, self.window) if entropy is not None else None
+        self.last_z = entropy_zscore(self.history, self.window, self.preceding) if entropy is not None else None
         if not self.active:
             return False
         fire = False

@@ -8,14 +8,11 @@ old log-probs taken once at the batch's starting weights. With `num_iterations =
     reposition             θ̃ = θ0 + α(θK − θ0)             (inside the last optimizer step of pass K)
     pass K+1               the slow correction from θ̃      (TRL, ratios still against θ0's log-probs)
 
-so this class only watches TRL's micro-step counter (`_step`) and arms the two stages of
-`sfpo.algorithm.reposition.InStepReposition` for the optimizer steps they belong to; they run in that optimizer's step
-hooks, on the tensors it really steps (parameters, FSDP2 shards or DeepSpeed's fp32 master partitions). It
-also measures the last pass's entropy for the switch, turns SFPO off for good when the switch fires (from
-then on one pass per generation batch, and the sampler's repeats of a batch are skipped unread), adds the
-`sfpo/*` metrics to the log entries TRL writes (`logging_steps` still decides when), hands callbacks one record
-per RL step (`on_rl_step_end`), and saves what a resume needs inside each checkpoint. The same step hooks keep
-non-finite values out of the weights (`sfpo.algorithm.nonfinite`).
+so this class only arms the two stages of `sfpo.algorithm.reposition.InStepReposition` for the optimizer steps they
+belong to; they run in that optimizer's step hooks, on the tensors it really steps (parameters, FSDP2 shards or
+DeepSpeed's fp32 master partitions). The last pass's entropy feeds the switch. Everything else an RL step needs
+(the switch back to plain GRPO, skipped batches, the non-finite guard, one record per RL step for callbacks,
+checkpoints) is shared with GXPO in `sfpo.algorithm.base`.
 
 Opt-in variants (defaults are the reference): `sfpo_optimizer_state="restore"` snapshots the optimizer state with
 θ0 and restores it right after the reposition (both in the same hooks); `sfpo_alpha_mode="kl_budget"` defers the
@@ -27,104 +24,53 @@ forward there gives KL_K and α_t (`sfpo.algorithm.kl_budget`), then the reposit
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
-import os
-import tempfile
-import time
 
 import torch
-from trl import GRPOTrainer
 
+from sfpo.algorithm.base import NonFiniteTrainingError, RLStepTrainer, untied_missing_keys
+from sfpo.algorithm.checkpoint import STATE_FILE, rank_file
 from sfpo.algorithm.config import SFPOConfig
-from sfpo.algorithm.guards import check_train_dataset, guard_reward_funcs
 from sfpo.algorithm.kl_budget import kl_budget_alpha, kl_sums
-from sfpo.algorithm.nonfinite import agree
-from sfpo.algorithm.reposition import Anchor, InStepReposition, OptimizerStateCopy
-from sfpo.algorithm.steplog import RLStepWindow
+from sfpo.algorithm.reposition import InStepReposition, OptimizerStateCopy
 from sfpo.algorithm.switch import SFPOSwitch
-from sfpo.algorithm.zero_std import all_groups_zero_std
 
 logger = logging.getLogger(__name__)
-STATE_FILE = "sfpo_state.json"  # human-readable summary, written by the main process
+_rank_file = rank_file  # the names sfpo.app.pipeline imports from here (with STATE_FILE)
+__all__ = ["STATE_FILE", "NonFiniteTrainingError", "SFPOTrainer", "untied_missing_keys"]
 
 
-def _rank_file(rank: int) -> str:
-    return f"sfpo_state-rank{rank}.pt"  # per-rank tensors: anchor (mid-step), buffered rollouts (mid-step)
-
-
-class SFPOTrainer(GRPOTrainer):
+class SFPOTrainer(RLStepTrainer):
     """Drop-in for `trl.GRPOTrainer`; takes an [`SFPOConfig`] (all GRPOConfig fields plus the SFPO fields)."""
 
     _tag_names = ["trl", "grpo", "sfpo"]
-
-    # The same parameters, kinds and defaults as GRPOTrainer.__init__ (a test compares the signatures).
-    def __init__(
-        self,
-        model,
-        reward_funcs=None,
-        args: SFPOConfig | None = None,
-        train_dataset=None,
-        eval_dataset=None,
-        processing_class=None,
-        reward_processing_classes=None,
-        callbacks=None,
-        optimizers=(None, None),
-        quantization_config=None,
-        peft_config=None,
-        tools=None,
-        rollout_func=None,
-        environment_factory=None,
-    ):
-        if args is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
-            args = SFPOConfig(output_dir=f"{name.split('/')[-1]}-SFPO")
-        if not isinstance(args, SFPOConfig):
-            raise TypeError(
-                f"SFPOTrainer needs args to be an SFPOConfig, got {type(args).__name__}; build the config with "
-                "sfpo.SFPOConfig(...) (it takes every GRPOConfig field)"
-            )
-        super().__init__(
-            model,
-            reward_funcs,
-            args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            reward_processing_classes=reward_processing_classes,
-            callbacks=callbacks,
-            optimizers=optimizers,
-            quantization_config=quantization_config,
-            peft_config=peft_config,
-            tools=tools,
-            rollout_func=rollout_func,
-            environment_factory=environment_factory,
-        )
-        self._check_loss_scaling()
-        self._check_kl_budget_backend()
-        variants = {k: getattr(self.args, k) for k, ref in _REFERENCE.items() if getattr(self.args, k) != ref}
-        if variants and self.sfpo_k > 0:
-            logger.info("SFPO variants beyond the reference code: %s", variants)
-        self._in_step: InStepReposition | None = None
-        # A reward's exception gets a note naming the function (called once, as TRL does); a NaN, a non-number or
-        # a wrong count stops the run naming the function, before any update (sfpo.algorithm.guards).
-        self.reward_funcs = guard_reward_funcs(self.reward_funcs, self.reward_func_names,
-                                               diagnose=self.args.sfpo_diagnose_reward_errors)
-        # Only what TRL would fail on or train zero steps with; an environment_factory supplies the prompts.
-        check_train_dataset(self.train_dataset, args, prompt_required=self.environment_factories is None)
-        self._sfpo_reset()
-
-    # ------------------------------------------------------------------ state
+    config_class = SFPOConfig
+    algorithm = "SFPO"
+    switch_field = "sfpo_switch"
 
     @property
     def sfpo_k(self) -> int:
         return self.args.sfpo_inner_steps
 
-    def _sfpo_reset(self) -> None:
+    @property
+    def _alpha_t(self) -> float | None:
+        return self._run.step.alpha_t
+
+    @property
+    def _kl_fast(self) -> float | None:
+        return self._run.step.kl_fast
+
+    def _check_backend(self) -> None:
+        self._check_loss_scaling()
+        self._check_kl_budget_backend()
+        variants = {k: getattr(self.args, k) for k, ref in _REFERENCE.items() if getattr(self.args, k) != ref}
+        if variants and self.sfpo_k > 0:
+            logger.info("SFPO variants beyond the reference code: %s", variants)
+
+    def _build_switch(self) -> SFPOSwitch:
         args = self.args
-        self.num_iterations = args.num_iterations
-        self.sfpo_switch = SFPOSwitch(
+        return SFPOSwitch(
             mode=args.sfpo_switch,
             window=args.sfpo_zscore_window,
             threshold=args.sfpo_zscore_threshold,
@@ -133,59 +79,15 @@ class SFPOTrainer(GRPOTrainer):
             warmup=args.sfpo_switch_warmup,
             patience=args.sfpo_switch_patience,
         )
-        self.sfpo_switch.starts_active()
-        if not self.sfpo_switch.active:
-            self.num_iterations = 1
-        self.sfpo_rl_step = 0  # completed RL steps
-        self.sfpo_skipped_rl_steps = 0  # RL steps rolled back for a non-finite value
-        self._consecutive_skips = 0
-        self._closing_rl_step = False
-        self.sfpo_rollouts = 0  # completions generated so far
-        self._anchor = Anchor(device=args.sfpo_anchor_device)
-        self._anchor_live = False  # the anchor holds this RL step's θ0
-        self._state_copy = OptimizerStateCopy() if args.sfpo_optimizer_state == "restore" else None
-        self._alpha_t: float | None = None  # the α this RL step repositioned with
-        self._kl_fast: float | None = None  # KL_K (kl_budget only)
-        self._pass_entropies: list[float] = []
-        self._drift_norm: float | None = None
-        self._sfpo_logs: dict[str, float] = {}  # the newest RL step's sfpo/*, until a log entry takes them
-        self._rl_window = RLStepWindow()  # the trainer's metrics over the current RL step
-        self._rl_record: dict[str, float] | None = None  # an ended RL step's sfpo/*, until its last optimizer step
-        self._rl_window_step = -1  # global_step of the last optimizer step added to the window
-        self._tr_loss_seen: torch.Tensor | None = None  # the Trainer's running loss sum after the last step
-        self._rl_step_t0, self._generation_s = None, 0.0  # wall-clock split of the current RL step
-        self._resumed_elapsed: float | None = None  # a resumed RL step's seconds before its checkpoint
-        self._warned_no_entropy = False
-        self._epoch_iter = None
-        self._epoch = -1
-        self._loader_pos = 0  # loader batches drawn in the current epoch
-        self._resume_position: tuple[int, int] | None = None  # (epoch, loader_pos) from a checkpoint
-        self._zero_std_batch = False  # skip_zero_std_batches: the current generation batch has no reward signal
-        self._pregenerated = None  # the first micro-batch, generated ahead of training_step's own _prepare_inputs
 
-    @property
-    def sfpo_active(self) -> bool:
-        """Whether the current RL step runs the slow-fast update (K > 0 and the switch has not fired)."""
-        return self.num_iterations > 1
+    def _reset_algorithm(self) -> None:
+        self._state_copy = OptimizerStateCopy() if self.args.sfpo_optimizer_state == "restore" else None
 
-    def _hooks(self) -> InStepReposition | None:
-        """The step hooks on the optimizer that really steps (built once the trainer has prepared it): SFPO's
-        stages and the non-finite guard. None only for plain GRPO with an optimizer torch cannot hook."""
-        if self._in_step is None or self._in_step.optimizer is not self.optimizer:
-            if self._in_step is not None:
-                self._in_step.remove()
-            try:
-                self._in_step = InStepReposition(self.optimizer, self.model.parameters(), self._anchor)
-            except TypeError:
-                if self.sfpo_k > 0:
-                    raise
-                logger.warning("the optimizer is not a torch optimizer: no non-finite guard for this run")
-                self._in_step = None
-                return None
-            self._in_step.theta0_live = self._anchor_live
-        self._in_step.anchor = self._anchor  # a resume rebuilds the anchor
-        self._in_step.state_copy = self._state_copy
-        return self._in_step
+    def _make_hooks(self) -> InStepReposition:
+        return InStepReposition(self.optimizer, self.model.parameters(), self._anchor)
+
+    def _configure_hooks(self, hooks: InStepReposition) -> None:
+        hooks.state_copy = self._state_copy
 
     def _check_loss_scaling(self) -> None:
         """fp16 loss scaling skips optimizer steps on overflow: a skipped step would leave an RL step half done."""
@@ -217,87 +119,25 @@ class SFPOTrainer(GRPOTrainer):
 
     # ------------------------------------------------------------------ the RL step
 
-    def training_step(self, model, inputs, num_items_in_batch):
+    def _arm(self, hooks: InStepReposition, phase: int) -> None:
+        # Due in the optimizer step that follows this micro-step: the first one of the RL step snapshots θ0
+        # (the weights this generation batch was sampled from) before it updates; the last one of pass K
+        # repositions right after it (a pass ends on an optimizer step: spg is a multiple of ga), and with
+        # "restore" puts the optimizer state back to θ0's.
         spg, ga = self.args.steps_per_generation, self.args.gradient_accumulation_steps
-        cycle = spg * self.num_iterations
-        phase = self._step % cycle  # TRL's micro-step counter, before this micro-step
-        hooks = self._hooks()
-        if hooks is not None:
-            hooks.settle()  # the optimizer step that followed the previous micro-step has run (or was skipped)
-        if self._resumed_elapsed is not None:  # resumed inside an RL step: its clock goes on from the checkpoint
-            self._rl_step_t0, self._resumed_elapsed = time.perf_counter() - self._resumed_elapsed, None
-        if phase == 0:
-            self._rl_step_t0, self._generation_s = time.perf_counter(), 0.0  # timing/* of this RL step
-            self._pass_entropies = []
-            self._drift_norm = None
-            self._alpha_t = self._kl_fast = None
-            self._zero_std_batch = False
-            if self.args.skip_zero_std_batches:
-                # Generate (and score) now rather than inside GRPOTrainer.training_step, so that a batch without
-                # reward signal is known before any forward pass of it.
-                model.train()
-                self._pregenerated = self._prepare_inputs(inputs)
-        if self._zero_std_batch:
-            return self._skip_micro_step(phase, cycle, hooks)
         kl_budget = self.args.sfpo_alpha_mode == "kl_budget"
-        if hooks is not None:
-            # Due in the optimizer step that follows this micro-step: the first one of the RL step snapshots θ0
-            # (the weights this generation batch was sampled from) before it updates; the last one of pass K
-            # repositions right after it (a pass ends on an optimizer step: spg is a multiple of ga), and with
-            # "restore" puts the optimizer state back to θ0's.
-            first = self.sfpo_active and phase == ga - 1
-            end_of_pass_k = self.sfpo_active and phase == self.sfpo_k * spg - 1
-            alpha = self.args.sfpo_alpha if end_of_pass_k and not kl_budget else None
-            hooks.expect_step((self._step + 1) % ga == 0, snapshot=first, alpha=alpha,
-                              restore=end_of_pass_k and self._state_copy is not None)
-            if alpha is not None:
-                self._alpha_t = alpha
-        if self.sfpo_active and kl_budget and phase == self.sfpo_k * spg:  # the slow pass starts: weights are θK
-            self._kl_budget_reposition(model)
+        first = self.sfpo_active and phase == ga - 1
+        end_of_pass_k = self.sfpo_active and phase == self.sfpo_k * spg - 1
+        alpha = self.args.sfpo_alpha if end_of_pass_k and not kl_budget else None
+        hooks.expect_step((self._step + 1) % ga == 0, snapshot=first, alpha=alpha,
+                          restore=end_of_pass_k and self._state_copy is not None)
+        if alpha is not None:
+            self._run.step.alpha_t = alpha
 
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        if hooks is not None and hooks.guard is not None:
-            # a non-finite loss means the weights (or the batch) are broken: the RL step's updates are void
-            if not agree(bool(torch.isfinite(loss).all()), sharded=True, device=loss.device):
-                hooks.guard.fail("non-finite loss", rollback=hooks.theta0_live)
-
-        if phase >= cycle - spg:  # the last pass: its entropy feeds the switch
-            entropy = self._metrics["train"].get("entropy")  # TRL appends one value per micro-step
-            if entropy:
-                self._pass_entropies.append(entropy[-1])
-            elif self.args.sfpo_switch == "entropy_zscore" and not self._warned_no_entropy:
-                self._warned_no_entropy = True
-                logger.warning("the trainer logged no training entropy (e.g. a fused loss kernel), so the entropy "
-                               "switch cannot fire; use sfpo_switch='step' or 'none' to make that explicit")
-        if phase == cycle - 1:
-            self._end_rl_step()
-        return loss
-
-    def _skip_micro_step(self, phase: int, cycle: int, hooks: InStepReposition | None) -> torch.Tensor:
-        """A micro-step of a batch whose groups all have zero reward std: no forward, no backward. The optimizer
-        step that follows finds no gradients (torch's optimizers then leave weights and state alone; under
-        DeepSpeed, whose engine steps inside backward, no step runs at all), and no SFPO stage is armed."""
-        self._pregenerated = None
-        if hooks is not None:
-            hooks.expect_step(False)
-        self._step += 1  # TRL's micro-step counter, as GRPOTrainer.training_step advances it
-        if phase == cycle - 1:
-            self._end_rl_step()
-        return torch.zeros((), device=self.args.device)
-
-    def _prepare_inputs(self, generation_batch):
-        if self._pregenerated is not None:  # generated at the start of this micro-step (skip_zero_std_batches)
-            inputs, self._pregenerated = self._pregenerated, None
-            return inputs
-        return super()._prepare_inputs(generation_batch)
-
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        if self.args.skip_zero_std_batches and self.model.training:  # gathered over processes: one verdict
-            self._zero_std_batch = all_groups_zero_std(
-                rewards_per_func, self.reward_weights, self.num_generations, self.multi_objective_aggregation
-            )
-        return rewards_per_func
+    def _before_forward(self, model, phase: int) -> None:
+        spg = self.args.steps_per_generation
+        if self.sfpo_active and self.args.sfpo_alpha_mode == "kl_budget" and phase == self.sfpo_k * spg:
+            self._kl_budget_reposition(model)  # the slow pass starts: the weights are θK
 
     def _kl_budget_reposition(self, model) -> None:
         """KL_K from one no-grad forward over this micro-batch at θK against its log-probs at θ0 (summed over
@@ -324,313 +164,40 @@ class SFPOTrainer(GRPOTrainer):
         if not math.isfinite(kl):
             logger.warning("KL_K is not finite (%s): repositioning to θ0 (α_t = 0) for this RL step", kl)
         self._hooks().reposition_now(alpha)
-        self._alpha_t, self._kl_fast = alpha, kl
+        self._run.step.alpha_t, self._run.step.kl_fast = alpha, kl
 
-    def _end_rl_step(self) -> None:
-        skipped = self._zero_std_batch
-        ran_sfpo = self.sfpo_active and not skipped
-        if ran_sfpo:
+    def _algorithm_logs(self, ran: bool, entropy: float | None) -> dict:
+        step = self._run.step
+        if ran:
             drift = self._hooks().drift_norm()  # a scalar all-reduce where the tensors are sharded
             if drift is not None:  # None: taken at a checkpoint after the reposition, and restored from it
-                self._drift_norm = drift
-        entropy = sum(self._pass_entropies) / len(self._pass_entropies) if self._pass_entropies else None
-        self.sfpo_rollouts += self.args.generation_batch_size
-        was_active = self.sfpo_active
-        self.sfpo_switch.update(self.sfpo_rl_step, entropy)
-        if was_active and not self.sfpo_switch.active:
-            self.num_iterations = 1  # from the next RL step on: one pass per generation batch
-        self.sfpo_rl_step += 1
-        self._closing_rl_step = True  # its last optimizer step follows this micro-step
-
+                step.drift_norm = drift
         logs = {
-            "sfpo/rl_step": self.sfpo_rl_step,
-            "sfpo/rollouts": self.sfpo_rollouts,
-            "sfpo/active": int(ran_sfpo),
-            "sfpo/alpha": (self._alpha_t if self._alpha_t is not None else self.args.sfpo_alpha) if ran_sfpo else 0.0,
+            "sfpo/active": int(ran),
+            "sfpo/alpha": (step.alpha_t if step.alpha_t is not None else self.args.sfpo_alpha) if ran else 0.0,
         }
-        if self._kl_fast is not None:
-            logs["sfpo/kl_fast"] = self._kl_fast
+        if step.kl_fast is not None:
+            logs["sfpo/kl_fast"] = step.kl_fast
         if entropy is not None:
             logs["sfpo/entropy"] = entropy
-        if self._drift_norm is not None:
-            logs["sfpo/drift_norm"] = self._drift_norm
+        if step.drift_norm is not None:
+            logs["sfpo/drift_norm"] = step.drift_norm
         if self.sfpo_switch.last_z is not None:
             logs["sfpo/entropy_z"] = self.sfpo_switch.last_z
-        if self._rl_step_t0 is not None:  # a resumed RL step: the time before its checkpoint plus after the resume
-            logs["timing/generation_s"] = self._generation_s
-            logs["timing/training_s"] = max(time.perf_counter() - self._rl_step_t0 - self._generation_s, 0.0)
-            self._rl_step_t0 = None
         if self.args.sfpo_switch_patience > 1:
             logs["sfpo/switch_streak"] = self.sfpo_switch.streak
-        if self.args.skip_zero_std_batches:
-            logs["sfpo/skipped_zero_std_batch"] = int(skipped)
-        # `logging_steps` keeps deciding when TRL writes a log entry: sfpo/* ride along in the next one. The
-        # RL step's own record goes to callbacks (`on_rl_step_end`) once its last optimizer step has been taken
-        # (and `_close_rl_step` has added the guard's counts).
-        self._sfpo_logs = logs
-        self._rl_record = logs
-        max_rl = self.args.sfpo_max_rl_steps
-        if max_rl is not None and self.sfpo_rl_step >= max_rl:
-            self.control.should_training_stop = True
+        return logs
 
-    def _close_rl_step(self) -> None:
-        """Count an RL step that hit a non-finite value (its weights are back at θ0); stop after too many."""
-        hooks = self._in_step
-        if hooks is None or hooks.guard is None:
-            return
-        guard = hooks.guard
-        # the RL step's last optimizer step has run or was skipped (by DeepSpeed): settle it here, so that a skip
-        # counts against this RL step, not the next one
-        hooks.settle()
-        reason = guard.reason
-        if guard.rollback_pending:  # found outside a step and no step ran since (e.g. DeepSpeed skipped it)
-            hooks.rollback_now()
-        failed = guard.new_rl_step()
-        hooks.end_rl_step()
-        self._consecutive_skips = self._consecutive_skips + 1 if failed else 0
-        if failed:
-            self.sfpo_skipped_rl_steps += 1
-            logger.warning(f"RL step {self.sfpo_rl_step} skipped ({reason}): its weights are back at its start")
-        counts = {"sfpo/skipped_rl_steps": self.sfpo_skipped_rl_steps,
-                  "sfpo/skipped_optimizer_steps": guard.skipped_optimizer_steps}
-        for logs in (self._sfpo_logs, self._rl_record):  # this RL step's log entry and its record
-            if logs is not None:
-                logs.update(counts)
-        limit = self.args.sfpo_max_skipped_rl_steps
-        if self._consecutive_skips >= limit:
-            self._sfpo_stop_error = (
-                f"training stopped: {self._consecutive_skips} RL steps in a row hit non-finite values (last: "
-                f"{reason}) and were rolled back (sfpo_max_skipped_rl_steps={limit}); the checkpoint written now "
-                "holds the last good weights. Lower the learning rate, or check the rewards and the data"
-            )
-            self.control.should_save = True
-            self.control.should_training_stop = True
+    def _before_save(self) -> None:
+        if self._in_step is not None and self._in_step.repositioned:
+            self._run.step.drift_norm = self._in_step.drift_norm()  # a collective: every rank saves at the same step
 
-    def train(self, *args, **kwargs):
-        self._sfpo_stop_error = None
-        result = super().train(*args, **kwargs)
-        if self._sfpo_stop_error:
-            raise NonFiniteTrainingError(self._sfpo_stop_error)
-        return result
-
-    def _generate_and_score_completions(self, inputs):
-        # Rollouts: generation, rewards, advantages and the old log-probs, once per RL step.
-        start = time.perf_counter()
-        out = super()._generate_and_score_completions(inputs)
-        if self.model.training:
-            self._generation_s += time.perf_counter() - start
-        return out
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.model.training:
-            self._rl_window.collect(self._metrics["train"])  # TRL's log() averages and clears this buffer
-            if self._sfpo_logs:  # the newest RL step ended since the last entry: its sfpo/* join this one
-                logs = {**logs, **self._sfpo_logs}
-                self._sfpo_logs = {}
-        super().log(logs, start_time)
-
-    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
-        # Called after every optimizer step (and at the end of an epoch, with the same step again).
-        if self._closing_rl_step:  # after the RL step's last optimizer step, before its log and checkpoint
-            self._closing_rl_step = False
-            self._close_rl_step()
-        if self.state.global_step != self._rl_window_step:
-            self._rl_window_step = self.state.global_step
-            # The Trainer sums micro-step losses into tr_loss until it logs (then zeroes it in place).
-            loss = tr_loss if self._tr_loss_seen is None else tr_loss - self._tr_loss_seen
-            learning_rate = kwargs.get("learning_rate")
-            if learning_rate is None:
-                learning_rate = self._get_learning_rate()
-            self._rl_window.add_optimizer_step(loss, grad_norm, learning_rate)
-        if self._rl_record is not None:  # an RL step ended with this optimizer step: its record, before any save
-            means = self._rl_window.close(self._metrics["train"], self._mean_over_processes)
-            record, self._rl_record = {**means, **self._rl_record}, None
-            self._call_rl_step_end(record)
-        super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
-        self._tr_loss_seen = tr_loss.detach().clone()
-
-    def _mean_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
-        return self.accelerator.gather(tensor).mean()
-
-    def _call_rl_step_end(self, metrics: dict[str, float]) -> None:
-        """`on_rl_step_end(args, state, control, metrics=..., model=...)` on every callback that defines it.
-
-        `metrics` holds the trainer's metrics averaged over the RL step (TRL's, `loss`, `grad_norm`,
-        `learning_rate`) and the step's `sfpo/*`. It comes once per RL step after the step's last optimizer step,
-        before that step's log entry, evaluation and checkpoint.
-        """
-        for callback in self.callback_handler.callbacks:
-            hook = getattr(callback, "on_rl_step_end", None)
-            if hook is not None:
-                hook(self.args, self.state, self.control, metrics=metrics, model=self.model)
-
-    # ------------------------------------------------------------------ data after the switch
-
-    def get_batch_samples(self, epoch_iterator, num_batches, device):
-        if epoch_iterator is not self._epoch_iter:  # a new epoch, or the resumed one
-            self._epoch_iter = epoch_iterator
-            if self._resume_position is not None:
-                self._epoch, self._loader_pos = self._resume_position
-                self._resume_position = None
-            else:
-                self._epoch, self._loader_pos = self._epoch + 1, 0
-        if self.num_iterations == self.args.num_iterations:  # the sampler's repeats match the schedule
-            batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
-            self._loader_pos += len(batches)
-            return batches, num_items
-        # Switched off: the sampler still repeats each generation batch for K+1 passes. Use the first pass
-        # and skip the repeats unread, so prompts keep coming in order and none is trained on twice.
-        spg = self.args.steps_per_generation
-        repeats = spg * self.args.num_iterations
-        batches = []
-        try:
-            for _ in range(num_batches):
-                while self._loader_pos % repeats >= spg:
-                    next(epoch_iterator)
-                    self._loader_pos += 1
-                batches.append(next(epoch_iterator))
-                self._loader_pos += 1
-        except StopIteration:
-            pass
-        return batches, self._get_num_items_in_batch(batches, device)
-
-    def get_train_dataloader(self):
-        # The sampler always repeats each generation batch for K+1 passes (what the skip above relies on),
-        # even when the switch is already off, e.g. with sfpo_stop_step=0 or on a second train() call.
-        current, self.num_iterations = self.num_iterations, self.args.num_iterations
-        try:
-            return super().get_train_dataloader()
-        finally:
-            self.num_iterations = current
-
-    def set_initial_training_values(self, args, dataloader):
-        values = list(super().set_initial_training_values(args, dataloader))
-        num_train_epochs, updates_per_epoch = values[0], values[1]
-        if args.max_steps > 0 and self.sfpo_k > 0 and args.sfpo_switch != "none" and num_train_epochs < 2**31:
-            # After the switch an epoch takes K+1 times fewer optimizer steps: allow enough epochs for
-            # max_steps to stay the limit.
-            fewest_per_epoch = max(updates_per_epoch // args.num_iterations, 1)
-            values[0] = max(num_train_epochs, math.ceil(args.max_steps / fewest_per_epoch))
-        return tuple(values)
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def _save_checkpoint(self, model, trial):
-        # Never write a non-finite value: the guard keeps them out of the weights, this is the last line.
-        local = [getattr(p, "ds_tensor", p) for p in self.model.parameters()]  # ZeRO-3: this rank's partition
-        local = [p.to_local() if hasattr(p, "to_local") else p for p in local]
-        finite = all(bool(torch.isfinite(p).all()) for p in local if p.numel())
-        if not agree(finite, sharded=True, device=local[0].device if local else torch.device("cpu")):
-            raise NonFiniteTrainingError(
-                f"refusing to write checkpoint-{self.state.global_step}: the weights hold non-finite values"
-            )
-        super()._save_checkpoint(model, trial)
-        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-        self._save_sfpo_state(folder)
-
-    def _save_sfpo_state(self, folder: str) -> None:
-        mid_step = self._step % (self.args.steps_per_generation * self.num_iterations) != 0
-        theta0_live = mid_step and self._in_step is not None and self._in_step.theta0_live
-        rl_window = None
-        if mid_step and self._in_step is not None and self._in_step.repositioned:
-            self._drift_norm = self._in_step.drift_norm()  # a collective: every rank saves at the same step
-        if mid_step:  # the RL step's metrics so far (its rewards and completions came before the checkpoint)
-            self._rl_window.collect(self._metrics["train"])
-            elapsed = None if self._rl_step_t0 is None else time.perf_counter() - self._rl_step_t0
-            rl_window = {**self._rl_window.state_dict(), "generation_s": self._generation_s, "elapsed_s": elapsed}
-        summary = {
-            "rl_step": self.sfpo_rl_step,
-            "rollouts": self.sfpo_rollouts,
-            "num_iterations": self.num_iterations,
-            "micro_step": self._step,
-            "epoch": self._epoch,
-            "loader_pos": self._loader_pos,
-            "mid_rl_step": mid_step,
-            "pass_entropies": self._pass_entropies,
-            "zero_std_batch": self._zero_std_batch,
-            "drift_norm": self._drift_norm,
-            "alpha_t": self._alpha_t,
-            "kl_fast": self._kl_fast,
-            "switch": self.sfpo_switch.state_dict(),
-        }
-        tensors = {
-            "anchor": self._anchor.state_dict() if theta0_live else None,
-            "optimizer_state": self._state_copy.state_dict() if theta0_live and self._state_copy is not None else None,
-            "buffered_inputs": self._buffered_inputs if mid_step else None,
-            "rl_window": rl_window,
-        }
-        os.makedirs(folder, exist_ok=True)
-        _atomic_torch_save({"summary": summary, **tensors}, os.path.join(folder, _rank_file(self.args.process_index)))
-        if self.args.should_save:
-            _atomic_write_text(os.path.join(folder, STATE_FILE), json.dumps(summary, indent=2))
-
-    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial):
-        epochs_trained, batches_trained = super()._init_training_state(
-            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+    def _missing_optimizer_state(self, checkpoint: str) -> str:
+        return (
+            f"{checkpoint} was saved inside an RL step without a copy of θ0's optimizer state "
+            "(sfpo_optimizer_state='keep'), so sfpo_optimizer_state='restore' cannot finish that RL step; "
+            "resume with sfpo_optimizer_state='keep' or from a checkpoint at an RL-step boundary"
         )
-        self._sfpo_reset()
-        if resume_from_checkpoint is None:
-            return epochs_trained, batches_trained
-        path = os.path.join(resume_from_checkpoint, _rank_file(self.args.process_index))
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"{resume_from_checkpoint} has no {_rank_file(self.args.process_index)}: it was not written by "
-                "SFPOTrainer (or by fewer processes), so the SFPO step cannot be resumed exactly"
-            )
-        device = self.accelerator.device  # DeepSpeed on a CPU names it "cpu:0", which torch.load cannot map
-        saved = torch.load(path, map_location="cpu" if device.type == "cpu" else device, weights_only=False)
-        s = saved["summary"]
-        self.sfpo_rl_step, self.sfpo_rollouts = s["rl_step"], s["rollouts"]
-        self.num_iterations, self._step = s["num_iterations"], s["micro_step"]
-        self._pass_entropies, self._drift_norm = list(s["pass_entropies"]), s["drift_norm"]
-        self._alpha_t, self._kl_fast = s.get("alpha_t"), s.get("kl_fast")  # older checkpoints have neither
-        self._zero_std_batch = bool(s.get("zero_std_batch", False))  # checkpoints from before the option have none
-        self.sfpo_switch.load_state_dict(s["switch"])
-        if saved["buffered_inputs"] is not None:
-            self._buffered_inputs = saved["buffered_inputs"]
-        window = saved.get("rl_window")  # checkpoints from before it have none
-        if window is not None:
-            self._rl_window.load_state_dict(window)
-            self._generation_s, self._resumed_elapsed = window["generation_s"], window["elapsed_s"]
-        if saved["anchor"] is not None:
-            self._anchor.load_state_dict(saved["anchor"])
-            self._anchor_live = True
-            if self._state_copy is not None:
-                if saved.get("optimizer_state") is None:
-                    raise ValueError(
-                        f"{resume_from_checkpoint} was saved inside an RL step without a copy of θ0's optimizer state "
-                        "(sfpo_optimizer_state='keep'), so sfpo_optimizer_state='restore' cannot finish that RL step; "
-                        "resume with sfpo_optimizer_state='keep' or from a checkpoint at an RL-step boundary"
-                    )
-                self._state_copy.load_state_dict(saved["optimizer_state"])
-        if self._in_step is not None:  # hooks from an earlier train() call on this trainer
-            self._in_step.theta0_live = self._anchor_live
-        if self.args.ignore_data_skip:
-            return epochs_trained, batches_trained
-        # The trainer counts loader batches as optimizer steps × accumulation; after the switch we drew more.
-        self._resume_position = (s["epoch"], s["loader_pos"])
-        return max(s["epoch"], 0), s["loader_pos"]
-
-
-    def _issue_warnings_after_load(self, load_result) -> None:
-        # A checkpoint of a model with tied weights (e.g. lm_head tied to the embeddings) stores the tensor once,
-        # so the tied name comes back "missing" although it shares the loaded tensor: not worth a warning.
-        # Any other missing key is still reported, by transformers' own message.
-        if hasattr(load_result, "_replace"):  # torch's IncompatibleKeys, a named tuple
-            missing = untied_missing_keys(self.accelerator.unwrap_model(self.model), load_result.missing_keys)
-            load_result = load_result._replace(missing_keys=missing)
-        super()._issue_warnings_after_load(load_result)
-
-
-def untied_missing_keys(model: torch.nn.Module, missing: list[str]) -> list[str]:
-    """The keys of ``missing`` that are not the same tensor as a parameter the checkpoint did hold."""
-    params = dict(model.named_parameters(remove_duplicate=False))
-    loaded = {params[name].data_ptr() for name in params if name not in missing}
-    return [k for k in missing if k not in params or params[k].data_ptr() not in loaded]
-
-
-class NonFiniteTrainingError(RuntimeError):
-    """Training stopped because of non-finite values (see docs/failure-modes.md)."""
 
 
 # The opt-in variants and their reference values, SFPOConfig's defaults (logged when a run departs from them).
@@ -644,17 +211,3 @@ _REFERENCE = {
 # The multimodal inputs TRL's own loss forwards pass on, if the batch has them.
 _FORWARD_KEYS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
                  "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
-
-
-def _atomic_torch_save(obj, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    os.close(fd)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
