@@ -51,7 +51,7 @@ def demo(
     seed: int = typer.Option(0, help="Seed for rollouts and data order (the warm start is shared)."),
     out: str = typer.Option(None, show_default=False,
                             help="Demo folder; must be new or empty.  [default: runs/demo-<timestamp>]"),
-    arms: str = typer.Option("grpo,sfpo", help="Comma-separated arms: grpo, sfpo, grpo-k4 (equal-compute control), sfpo-restore, sfpo-kl, sfpo-patient (opt-in variants)."),
+    arms: str = typer.Option("grpo,sfpo", help="Comma-separated arms: grpo, sfpo, gxpo (GXPO, K=5, α=0.5), grpo-k4 (equal-compute control), sfpo-restore, sfpo-kl, sfpo-patient (opt-in variants)."),
     policy: str = typer.Option("tiny", help="tiny (shipped with the package) or smollm2 (needs `make smollm2`)."),
     eval_every: int = typer.Option(None, show_default=False,
                                    help="Evaluate held-out accuracy every N RL steps.  [default: 3; smollm2: 4]"),
@@ -117,7 +117,7 @@ def train(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the resolved recipe; load nothing."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in output_dir."),
 ) -> None:
-    """Train with SFPO (or GRPO with sfpo_inner_steps: 0) from a recipe."""
+    """Train with SFPO (GRPO with sfpo_inner_steps: 0; GXPO with algorithm: gxpo) from a recipe."""
     from sfpo.app.recipe import RecipeError, cpu_only_overrides, load_recipe, read_yaml, resolved_yaml
 
     overrides = list(overrides or [])

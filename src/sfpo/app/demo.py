@@ -33,6 +33,10 @@ VARIANT_ARMS = {
     "sfpo-patient": {**ARMS["sfpo"], "sfpo_switch_warmup": 15, "sfpo_switch_patience": 3},
 }
 ARMS.update(VARIANT_ARMS)
+# GXPO (sfpo.algorithm.gxpo), the follow-up that extrapolates per coordinate from two probe steps: its defaults K = 5,
+# α = 0.5. The demo's switch settings reach it as gxpo_*; with the entropy switch its guards are scaled to a 30-step
+# run as sfpo-patient's are (window 10, no switch before RL step 15, 3 crossings in a row; τ stays 3.0).
+ARMS["gxpo"] = {"algorithm": "gxpo", "gxpo_k": 5, "gxpo_alpha": 0.5}
 POLICIES = ("tiny", "smollm2")
 TINY_TASKS = ("arithmetic", "countdown", "pyfunc")
 # A 135M model on 2 cores: a few prompts per step, rollouts and evaluation at temperature 0.7 (at 1.0 it is
@@ -171,6 +175,34 @@ def build_policy(settings: DemoSettings, say=None) -> str:
     return str(folder)
 
 
+def switch_fields(settings: DemoSettings, algorithm: str) -> dict:
+    """The demo's switch settings as the algorithm's own config fields."""
+    if algorithm == "gxpo":
+        fields = {"gxpo_switch": settings.switch, "gxpo_stop_step": settings.stop_step,
+                  "gxpo_zscore_window": settings.zscore_window}
+        if settings.switch == "entropy_zscore":
+            fields.update(gxpo_switch_warmup=15, gxpo_switch_patience=3)
+        return fields
+    return {"sfpo_switch": settings.switch, "sfpo_stop_step": settings.stop_step,
+            "sfpo_zscore_window": settings.zscore_window}
+
+
+def passes_per_batch(arm: str) -> int:
+    """Training passes over each generation batch while the arm's algorithm is on (1: plain GRPO)."""
+    fields = ARMS[arm]
+    if fields.get("algorithm") == "gxpo":
+        return 3  # two probes and the corrective step
+    return fields.get("sfpo_inner_steps", 3) + 1
+
+
+def describe_arm(arm: str) -> str:
+    fields = ARMS[arm]
+    if fields.get("algorithm") == "gxpo":
+        return f"GXPO K={fields['gxpo_k']}, α={fields['gxpo_alpha']}"
+    k = fields["sfpo_inner_steps"]
+    return "K=0: plain GRPO" if k == 0 else f"K={k}, α={fields.get('sfpo_alpha', 0.8)}"
+
+
 def arm_recipe(settings: DemoSettings, arm: str, policy: str, run_dir: Path):
     """The recipe `sfpo train` would take for one arm: the same trainer settings for every arm but the arm's
     own fields, the task's prompts and reward, held-out accuracy as `eval/accuracy`. Written into the arm's
@@ -178,6 +210,8 @@ def arm_recipe(settings: DemoSettings, arm: str, policy: str, run_dir: Path):
     from sfpo.app.recipe import build_recipe
     from sfpo.toy.tasks import generation_kwargs_for, get_task
 
+    fields = dict(ARMS[arm])
+    algorithm = fields.pop("algorithm", "sfpo")
     per_device = settings.prompts_per_step * settings.num_generations // settings.optimizer_steps_per_pass
     trainer = dict(
         output_dir=str(run_dir),
@@ -205,20 +239,18 @@ def arm_recipe(settings: DemoSettings, arm: str, policy: str, run_dir: Path):
         temperature=settings.temperature,
         top_p=1.0,
         sfpo_max_rl_steps=settings.steps,
-        sfpo_zscore_window=settings.zscore_window,
-        sfpo_switch=settings.switch,
-        sfpo_stop_step=settings.stop_step,
         skip_zero_std_batches=settings.skip_zero_std_batches,
         **generation_kwargs_for(settings.task),
+        **switch_fields(settings, algorithm),
     )
     trainer.update(settings.extra)
-    trainer.update(ARMS[arm])
+    trainer.update(fields)
     # Held-out accuracy of the policy as it samples rollouts, on the task's own held-out problems.
     evaluation = {"benchmarks": [settings.task], "every": settings.eval_every, "n": settings.eval_samples,
                   "temperature": settings.eval_temperature, "top_p": settings.eval_top_p,
                   "max_new_tokens": get_task(settings.task).max_completion_length, "limit": settings.eval_problems,
                   "batch_size": 256, "save_best": False}
-    return build_recipe({"name": arm, "model": policy, "task": settings.task,
+    return build_recipe({"name": arm, "algorithm": algorithm, "model": policy, "task": settings.task,
                          "dataset": {"limit": settings.train_problems}, "eval": evaluation, "trainer": trainer})
 
 
@@ -255,7 +287,16 @@ def summarize(out: Path, arms: tuple[str, ...]) -> dict | None:
     candidate = "sfpo" if "sfpo" in arms else next(a for a in arms if a != "grpo")
     result = compare_runs(runs["grpo"], runs[candidate])
     write_report(result, runs["grpo"], runs[candidate], out)
-    return {**result, "candidate_arm": candidate}
+    # every other arm against GRPO too, each in a folder of its own (the table's column reads them)
+    others = {}
+    for arm in arms:
+        if arm not in ("grpo", candidate):
+            others[arm] = compare_runs(runs["grpo"], runs[arm])
+            write_report(others[arm], runs["grpo"], runs[arm], out / f"compare-{arm}")
+    if others:  # more than one arm against GRPO: all of them on one plot as well
+        with contextlib.suppress(ReportError):
+            plot_runs(runs, "eval/accuracy", out / "all_arms_eval_accuracy_vs_rollouts.png")
+    return {**result, "candidate_arm": candidate, "other_arms": others}
 
 
 # Idle wall-clock seconds on the development machine (2 CPU cores, AVX-512), behind the estimate the demo prints
@@ -284,8 +325,11 @@ def estimate_seconds(settings: DemoSettings) -> float | None:
     steps = settings.steps * settings.prompts_per_step * settings.num_generations / 128
     evals = (settings.steps // settings.eval_every + 1) * settings.eval_problems * settings.eval_samples / 256
     total = cost["fixed"]
+    # An RL step is its generation plus one training pass per pass over the batch: both parts follow from the
+    # two timed steps (1 pass and 4), which prices an arm with another number of passes (GXPO: 3).
+    per_pass = (cost["sfpo_step"] - cost["grpo_step"]) / 3
     for arm in settings.arms:
-        per_step = cost["grpo_step"] if ARMS[arm]["sfpo_inner_steps"] == 0 else cost["sfpo_step"]
+        per_step = cost["grpo_step"] + (passes_per_batch(arm) - 1) * per_pass
         total += steps * per_step + evals * cost["eval"]
     return total
 
@@ -316,9 +360,7 @@ class _Talk:
     def arm(self, arm: str):
         """The `on_step(record)` callback of one arm's RunRecorder."""
         s = self.settings
-        fields = ARMS[arm]
-        k = fields["sfpo_inner_steps"]
-        how = "K=0: plain GRPO" if k == 0 else f"K={k}, α={fields.get('sfpo_alpha', 0.8)}"
+        how = describe_arm(arm)
         self.say(f"{arm}: {s.steps} RL steps x {s.prompts_per_step * s.num_generations} rollouts ({how}), held-out "
                  f"accuracy every {s.eval_every} RL steps ({s.eval_problems} problems x {s.eval_samples} samples)")
         job = self.bar.add_task(f"{arm:>8}", total=s.steps, acc="") if self.bar else None
@@ -402,8 +444,9 @@ def summary_table(result: dict | None, folder: Path, arms: tuple[str, ...]):
         if result is not None:
             if arm == "grpo":
                 reach = str(result["baseline_rollouts_to_best"])
-            elif arm == result["candidate_arm"]:
-                match = result["candidate_rollouts_to_match"]
+            else:
+                compared = result if arm == result["candidate_arm"] else result["other_arms"][arm]
+                match = compared["candidate_rollouts_to_match"]
                 reach = "never" if match is None else str(match)
         table.add_row(arm, "-" if best is None else f"{best:.1%}", reach, f"{records[-1].get('wall_s', 0):.0f}")
     if result is not None:  # in report.md's words (sfpo.app.report.summary_rows), so console and report agree

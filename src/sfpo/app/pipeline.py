@@ -187,9 +187,9 @@ def checkpoint_is_complete(folder: Path, world_size: int = 1) -> bool:
     """Whether a checkpoint's save finished: `SFPOTrainer` writes `sfpo_state.json` (main process) after the
     model, optimizer, RNG and trainer state, and each rank's `sfpo_state-rank<r>.pt`, so a `kill -9` during a
     save leaves a folder without them. transformers' own `get_last_checkpoint` takes the highest number."""
-    from sfpo.algorithm.trainer import STATE_FILE, _rank_file
+    from sfpo.algorithm.checkpoint import STATE_FILE, rank_file
 
-    needed = ["trainer_state.json", STATE_FILE, *(_rank_file(r) for r in range(world_size))]
+    needed = ["trainer_state.json", STATE_FILE, *(rank_file(r) for r in range(world_size))]
     return all((folder / name).is_file() for name in needed)
 
 
@@ -264,7 +264,7 @@ def _check_same_run(recipe: Recipe, saved_config: Path) -> None:
                 out[prefix + str(key)] = value
         return out
 
-    a, b = flat(before or {}), flat(now)
+    a, b = flat({"algorithm": "sfpo", **(before or {})}), flat(now)  # runs from before the key trained SFPO
     changed = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     if changed:
         raise RecipeError(
@@ -289,8 +289,8 @@ def train(recipe: Recipe, resume: bool | str = False, *, progress: Callable[[dic
     from transformers.trainer_callback import PrinterCallback
 
     from sfpo.algorithm.interrupt import GracefulStop
-    from sfpo.algorithm.trainer import SFPOTrainer
     from sfpo.app.quiet import quiet_training
+    from sfpo.app.recipe import algorithm_classes
     from sfpo.app.runlog import RunRecorder
 
     checkpoint = check_run_dir(recipe, resume)
@@ -302,8 +302,9 @@ def train(recipe: Recipe, resume: bool | str = False, *, progress: Callable[[dic
     run_dir = recipe.run_dir
     peft_config = LoraConfig(**recipe.peft) if recipe.peft else None
     with quiet_training(quiet):
-        trainer = SFPOTrainer(model=policy, reward_funcs=rewards, args=recipe.trainer, train_dataset=data,
-                              processing_class=tokenizer, peft_config=peft_config)
+        _, trainer_class = algorithm_classes(recipe.algorithm)  # SFPOTrainer, or GXPOTrainer
+        trainer = trainer_class(model=policy, reward_funcs=rewards, args=recipe.trainer, train_dataset=data,
+                                processing_class=tokenizer, peft_config=peft_config)
         if quiet:
             trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; `progress` reports instead
         evaluator = make_evaluator(recipe, tokenizer) if recipe.eval else None

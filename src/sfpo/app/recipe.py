@@ -12,6 +12,7 @@ rewards: [math_accuracy_format]    # names from sfpo.rewards (or {name: ..., for
 eval: {benchmarks: [math500, ...], every: 5, n: 4, temperature: 1.0, top_p: 0.7, max_new_tokens: 2560}
 peft: null                         # or LoraConfig fields, e.g. {r: 16, lora_alpha: 32, target_modules: all-linear}
 trainer: {output_dir: runs/x, ...} # every SFPOConfig field: TRL's GRPOConfig plus sfpo_*
+algorithm: sfpo                    # or gxpo: then trainer takes GXPOConfig's fields (gxpo_* instead of sfpo_*)
 ```
 
 `load_recipe` checks every key and value without loading a model or data, so `sfpo train --dry-run` and the
@@ -32,7 +33,10 @@ import yaml
 
 from sfpo.app.validate import Range, check_trainer_values, did_you_mean
 
-TOP_KEYS = {"name", "model", "model_kwargs", "task", "dataset", "rewards", "eval", "peft", "trainer"}
+TOP_KEYS = {"name", "algorithm", "model", "model_kwargs", "task", "dataset", "rewards", "eval", "peft", "trainer"}
+# The update rule a recipe trains with: its config class (every GRPOConfig field plus the algorithm's own) and
+# trainer, both in sfpo.algorithm. "sfpo" when a recipe does not say.
+ALGORITHMS = ("sfpo", "gxpo")
 DATASET_KEYS = {"names", "split", "chat", "data_files", "limit"}
 EVAL_KEYS = {"benchmarks", "every", "n", "temperature", "top_p", "max_new_tokens", "limit", "data_files",
              "batch_size", "chat", "save_best"}
@@ -57,11 +61,24 @@ class RecipeError(ValueError):
     """A recipe that cannot run; the message names the key, the value and what is allowed."""
 
 
+def algorithm_classes(algorithm: str) -> tuple[type, type]:
+    """(config class, trainer class) of an algorithm named in a recipe."""
+    if algorithm == "gxpo":
+        from sfpo.algorithm.config import GXPOConfig
+        from sfpo.algorithm.gxpo import GXPOTrainer
+
+        return GXPOConfig, GXPOTrainer
+    from sfpo.algorithm.config import SFPOConfig
+    from sfpo.algorithm.trainer import SFPOTrainer
+
+    return SFPOConfig, SFPOTrainer
+
+
 @dataclass
 class Recipe:
     name: str
     model: str
-    trainer: Any  # SFPOConfig
+    trainer: Any  # SFPOConfig, or GXPOConfig with algorithm "gxpo"
     model_kwargs: dict = field(default_factory=dict)
     task: str | None = None
     dataset: dict = field(default_factory=dict)
@@ -69,6 +86,7 @@ class Recipe:
     eval: dict | None = None
     peft: dict | None = None
     raw: dict = field(default_factory=dict)  # the resolved YAML, as written into the run folder
+    algorithm: str = "sfpo"
 
     @property
     def run_dir(self) -> Path:
@@ -267,10 +285,14 @@ def _check_eval(ev: Any, task: str | None) -> dict | None:
 
 
 def build_recipe(raw: dict) -> Recipe:
-    from sfpo.algorithm.config import SFPOConfig
     from sfpo.toy.tasks import TASKS
 
     _unknown(raw, TOP_KEYS, "the recipe")
+    algorithm = raw.get("algorithm", "sfpo")
+    if algorithm not in ALGORITHMS:
+        raise RecipeError(f"algorithm={algorithm!r} is not allowed; {_hint(algorithm, ALGORITHMS)}")
+    config_class, _ = algorithm_classes(algorithm)
+    config_name = config_class.__name__
     task = raw.get("task")
     if task is not None and task not in TASKS:
         raise RecipeError(f"unknown task {task!r}; {_hint(task, TASKS)}")
@@ -279,14 +301,15 @@ def build_recipe(raw: dict) -> Recipe:
         raise RecipeError("model='tiny' needs a task (the tiny policy is warm-started on one)")
     trainer_raw = raw.get("trainer")
     if not isinstance(trainer_raw, dict) or "output_dir" not in trainer_raw:
-        raise RecipeError("trainer must be a mapping of SFPOConfig fields with at least output_dir")
-    allowed = {f.name for f in dataclasses.fields(SFPOConfig) if f.init}
-    _unknown(trainer_raw, allowed, "trainer (SFPOConfig fields: TRL's GRPOConfig plus sfpo_*)")
-    problem = check_trainer_values(trainer_raw, SFPOConfig)
+        raise RecipeError(f"trainer must be a mapping of {config_name} fields with at least output_dir")
+    allowed = {f.name for f in dataclasses.fields(config_class) if f.init}
+    own = "sfpo_*" if algorithm == "sfpo" else "gxpo_* and the run-control sfpo_* fields"
+    _unknown(trainer_raw, allowed, f"trainer ({config_name} fields: TRL's GRPOConfig plus {own})")
+    problem = check_trainer_values(trainer_raw, config_class)
     if problem:
         raise RecipeError(problem)
     try:
-        trainer = SFPOConfig(**trainer_raw)
+        trainer = config_class(**trainer_raw)
     except (ValueError, TypeError) as err:
         raise RecipeError(f"trainer: {err}") from None
     peft = _check_peft(raw.get("peft"))
@@ -307,6 +330,7 @@ def build_recipe(raw: dict) -> Recipe:
         eval=_check_eval(raw.get("eval"), task),
         peft=peft,
         raw=raw,
+        algorithm=algorithm,
     )
 
 
@@ -339,8 +363,9 @@ def _check_dtype(dtype: Any) -> None:
 
 
 def resolved_yaml(recipe: Recipe) -> str:
-    """The recipe as it will run: every SFPOConfig field spelled out (what --dry-run prints)."""
+    """The recipe as it will run: the algorithm and every field of its config spelled out (what --dry-run prints)."""
     out = {k: v for k, v in recipe.raw.items() if k != "trainer"}
     out["name"] = recipe.name
+    out["algorithm"] = recipe.algorithm
     out["trainer"] = {k: v for k, v in recipe.trainer.to_dict().items() if not k.startswith("_")}
     return yaml.safe_dump(out, sort_keys=False, default_flow_style=None)

@@ -220,8 +220,8 @@ STABILITY_DEFINITIONS = (
     "order): *entropy mean abs change* = mean of |H_t - H_t-1| over consecutive records with an `entropy` "
     "value; *reward mean abs change* likewise for `reward`; *length slope* = least-squares slope of "
     "`completions/mean_length` against `rl_step` (tokens per RL step); *switch RL step* = the first `rl_step` "
-    "whose `sfpo/active` is 0 after at least one record with 1 (none if SFPO never ran or never switched "
-    "off). *Generation share* = total `timing/generation_s` / total (`timing/generation_s` + "
+    "whose `sfpo/active` (GXPO: `gxpo/active`) is 0 after at least one record with 1 (none if the algorithm "
+    "never ran or never switched off). *Generation share* = total `timing/generation_s` / total (`timing/generation_s` + "
     "`timing/training_s`) over the RL steps. With several seeds each number is the median over runs; n/a "
     "where a field is missing."
 )
@@ -258,7 +258,7 @@ def stability(run: Run) -> dict[str, float | None]:
     lengths = [(r["rl_step"], metric_value(r.get(length_key))) for r in records] if length_key else []
     switch, was_active = None, False
     for r in records:
-        active = metric_value(r.get("sfpo/active"))
+        active = metric_value(r.get("sfpo/active", r.get("gxpo/active")))  # the algorithm's own flag
         if active == 1:
             was_active = True
         elif active == 0 and was_active:
