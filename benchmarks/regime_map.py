@@ -217,9 +217,10 @@ def final_accuracy(run) -> float:
 
 
 def active_clipped(arm_run, grpo_run) -> tuple[float | None, float | None, int]:
-    """(the arm's median clipped-token fraction over the RL steps where SFPO was on — records with sfpo/active
-    == 1 —, GRPO's median over the same RL steps where it trained, how many such steps)."""
-    active = {r["rl_step"]: r[CLIP] for r in arm_run.records if r.get("sfpo/active") == 1 and CLIP in r}
+    """(the arm's median clipped-token fraction over the RL steps where its algorithm was on — records with
+    sfpo/active == 1, GXPO's gxpo/active —, GRPO's median over the same RL steps where it trained, how many)."""
+    active = {r["rl_step"]: r[CLIP] for r in arm_run.records
+              if r.get("sfpo/active", r.get("gxpo/active")) == 1 and CLIP in r}
     same = [r[CLIP] for r in grpo_run.records
             if r["rl_step"] in active and CLIP in r and not r.get("sfpo/skipped_zero_std_batch")]
     return _median(list(active.values())), _median(same), len(active)

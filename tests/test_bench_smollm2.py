@@ -308,9 +308,9 @@ def test_round2_settings_are_round1s_but_one_optimizer_step_per_pass(bench):
     assert bench.differences(ROUND1 / "sfpo-lr2.5e-06-seed0", bench.round2_settings(0, 2.5e-6)) == {
         "optimizer_steps_per_pass": (4, 1)
     }
-    from sfpo.app.demo import arm_config
+    from sfpo.app.demo import arm_recipe
 
-    args = arm_config(bench.round2_settings(0, 5e-6), "sfpo", Path("unused"))
+    args = arm_recipe(bench.round2_settings(0, 5e-6), "sfpo", "unused", Path("unused")).trainer
     # all 8 x 8 rollouts in one optimizer step
     assert (args.per_device_train_batch_size, args.steps_per_generation) == (64, 1)
 
