@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-from sfpo.app.demo import ARMS, DemoSettings
+from sfpo.app.demo import DemoSettings, arm_fields
 from sfpo.app.runlog import read_metrics
 
 # The demo settings that identify a run (with its arm): a finished run is reused only if they are equal.
@@ -57,8 +57,11 @@ def differences(folder: Path, settings: DemoSettings, arm: str | None = None) ->
     if arm is not None:
         if config.get("arm", arm) != arm:
             differ["arm"] = (config.get("arm"), arm)
+        algorithm, fields = arm_fields(arm)
+        if config.get("algorithm", "sfpo") != algorithm:  # runs from before the key trained SFPO
+            differ["algorithm"] = (config.get("algorithm", "sfpo"), algorithm)
         trainer = config.get("trainer", {})
-        differ.update({f"trainer.{k}": (trainer.get(k), v) for k, v in ARMS[arm].items() if trainer.get(k) != v})
+        differ.update({f"trainer.{k}": (trainer.get(k), v) for k, v in fields.items() if trainer.get(k) != v})
     return differ
 
 

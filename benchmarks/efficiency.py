@@ -5,7 +5,9 @@ Three comparisons, each over the same seeds and the same rollout budget, measure
 1. same learning rate (the paper's protocol): GRPO vs SFPO (K=3, α=0.8) at GRPO's best learning rate;
 2. each arm at its own best learning rate, both chosen from the same sweep on a separate seed;
 3. the equal-compute control: GRPO with K+1 plain passes per batch (α=1, `grpo-k4`) at the same learning rate,
-   so the part of any gain that is the reposition itself can be told apart from "more passes per batch".
+   so the part of any gain that is the reposition itself can be told apart from "more passes per batch";
+4. GXPO (K=5, α=0.5, `sfpo demo`'s `gxpo` arm) at its own best rate from the same sweep, against GRPO and against
+   SFPO at its own best rate.
 
     python benchmarks/efficiency.py --seeds 0 1 2 3 4 --steps 30 --lrs 5e-5 1e-4 2e-4 --jobs 2 --out runs/bench-efficiency
 
@@ -60,14 +62,16 @@ def run(settings: DemoSettings, arm: str, lr: float, seed: int, folder: Path, po
 
 def _same_arm(folder: Path, arm: str, lr: float, seed: int) -> bool:
     """Whether a finished run was made with the arm's current fields (e.g. a variant's δ changed since)."""
-    from sfpo.app.demo import ARMS
+    from sfpo.app.demo import arm_fields
 
     try:
-        trainer = json.loads((folder / "config.json").read_text())["trainer"]
+        config = json.loads((folder / "config.json").read_text())
+        trainer = config["trainer"]
     except (OSError, ValueError, KeyError):
         return False
-    wanted = {**ARMS[arm], "learning_rate": lr, "seed": seed}
-    return all(trainer.get(k) == v for k, v in wanted.items())
+    algorithm, fields = arm_fields(arm)
+    wanted = {**fields, "learning_rate": lr, "seed": seed}
+    return config.get("algorithm", "sfpo") == algorithm and all(trainer.get(k) == v for k, v in wanted.items())
 
 
 def run_all(jobs: list[tuple], workers: int) -> list[Path]:
@@ -160,18 +164,20 @@ def main() -> None:
         return
 
     print(f"learning-rate sweep on seed {opts.sweep_seed}: {opts.lrs}", flush=True)
+    swept = ("grpo", "sfpo", "gxpo")  # each picks its own rate on the sweep seed
     sweep = [(base, arm, lr, opts.sweep_seed, out / "sweep" / f"{arm}-lr{lr:g}", policy)
-             for arm in ("grpo", "sfpo") for lr in opts.lrs]
+             for arm in swept for lr in opts.lrs]
     run_all(sweep, opts.jobs)
     best_lr = {}
-    for arm in ("grpo", "sfpo"):
+    for arm in swept:
         scores = {lr: best_accuracy(out / "sweep" / f"{arm}-lr{lr:g}") for lr in opts.lrs}
         best_lr[arm] = max(scores, key=lambda lr: (scores[lr], -lr))
         print(f"  {arm}: best accuracy by lr {json.dumps({f'{k:g}': round(v, 3) for k, v in scores.items()})}"
               f" -> {best_lr[arm]:g}", flush=True)
 
     shared = best_lr["grpo"]  # the paper's protocol: one learning rate, the baseline's best
-    arms = sorted({("grpo", shared), ("sfpo", shared), ("grpo-k4", shared), ("sfpo", best_lr["sfpo"])})
+    arms = sorted({("grpo", shared), ("sfpo", shared), ("grpo-k4", shared), ("sfpo", best_lr["sfpo"]),
+                   ("gxpo", best_lr["gxpo"])})
     runs = {(arm, lr): [out / f"{arm}-lr{lr:g}" / f"seed{seed}" for seed in opts.seeds] for arm, lr in arms}
     run_all([(base, arm, lr, seed, folder, policy) for (arm, lr), folders in runs.items()
              for seed, folder in zip(opts.seeds, folders)], opts.jobs)
@@ -185,6 +191,11 @@ def main() -> None:
         "same-lr: grpo-k4 vs sfpo (the reposition itself)": compare("same-lr-grpo-k4-vs-sfpo",
                                                                    runs[("grpo-k4", shared)],
                                                                    runs[("sfpo", shared)], out),
+        # GXPO beside SFPO, each at its own best rate
+        "own-lr: grpo vs gxpo": compare("own-lr-grpo-vs-gxpo", runs[("grpo", shared)],
+                                        runs[("gxpo", best_lr["gxpo"])], out),
+        "own-lr: sfpo vs gxpo": compare("own-lr-sfpo-vs-gxpo", runs[("sfpo", best_lr["sfpo"])],
+                                        runs[("gxpo", best_lr["gxpo"])], out),
     }
     print("\n## Summary (medians over seeds; ratio = baseline rollouts to its best ÷ candidate rollouts to match)\n")
     print("| comparison | baseline best | candidate best | rollout ratio [range] | wall ratio | matched |")
@@ -194,7 +205,8 @@ def main() -> None:
         wall = "-" if r["wall_ratio"] is None else f"{r['wall_ratio']:.2f}×"
         print(f"| {name} | {r['baseline_best']:.3f} | {r['candidate_best']:.3f} | {ratio} | {wall} | "
               f"{r['matched_pairs']} |")
-    print(f"\nlearning rates: grpo best {best_lr['grpo']:g}, sfpo best {best_lr['sfpo']:g}; seeds {opts.seeds}; "
+    print(f"\nlearning rates: grpo best {best_lr['grpo']:g}, sfpo best {best_lr['sfpo']:g}, gxpo best "
+          f"{best_lr['gxpo']:g}; seeds {opts.seeds}; "
           f"{opts.steps} RL steps × {base.prompts_per_step * base.num_generations} rollouts per arm")
     (out / "summary.json").write_text(json.dumps({"best_lr": best_lr, "results": results}, indent=2, default=str))
     print(f"benchmark took {time.perf_counter() - started:.0f} s")

@@ -175,6 +175,12 @@ def build_policy(settings: DemoSettings, say=None) -> str:
     return str(folder)
 
 
+def arm_fields(arm: str) -> tuple[str, dict]:
+    """(the arm's algorithm, its own config fields): what sets the arm apart from the others."""
+    fields = dict(ARMS[arm])
+    return fields.pop("algorithm", "sfpo"), fields
+
+
 def switch_fields(settings: DemoSettings, algorithm: str) -> dict:
     """The demo's switch settings as the algorithm's own config fields."""
     if algorithm == "gxpo":
@@ -210,8 +216,7 @@ def arm_recipe(settings: DemoSettings, arm: str, policy: str, run_dir: Path):
     from sfpo.app.recipe import build_recipe
     from sfpo.toy.tasks import generation_kwargs_for, get_task
 
-    fields = dict(ARMS[arm])
-    algorithm = fields.pop("algorithm", "sfpo")
+    algorithm, fields = arm_fields(arm)
     per_device = settings.prompts_per_step * settings.num_generations // settings.optimizer_steps_per_pass
     trainer = dict(
         output_dir=str(run_dir),
@@ -267,7 +272,7 @@ def run_arm(settings: DemoSettings, arm: str, policy: str, run_dir: Path, progre
     if checkpoint_every:
         recipe.trainer.save_total_limit = 1
         callbacks.append(CheckpointEvery(checkpoint_every))
-    resolved = {"name": arm, "arm": arm, "task": settings.task, "policy": settings.policy, "policy_path": policy,
+    resolved = {"name": arm, "arm": arm, "algorithm": recipe.algorithm, "task": settings.task, "policy": settings.policy, "policy_path": policy,
                 "demo": {k: v for k, v in vars(settings).items() if k != "extra"}, "trainer": recipe.trainer.to_dict()}
     train(recipe, resume=resume_from or False, progress=progress, callbacks=callbacks, save_final=False, quiet=True,
           extra_files={"config.json": json.dumps(resolved, indent=2, default=str) + "\n"})
