@@ -40,7 +40,8 @@ def main(out: Path, job: str, opts: dict) -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from conftest import digit_reward, flat_then_digit_reward
-    from sfpo import SFPOConfig, SFPOTrainer
+    from sfpo import GXPOConfig, GXPOTrainer, SFPOConfig, SFPOTrainer
+    from sfpo.algorithm.base import RLStepTrainer
 
     common = dict(
         output_dir=str(out / job), use_cpu=True, bf16=opts.get("bf16", False), report_to=[], disable_tqdm=True,
@@ -61,6 +62,12 @@ def main(out: Path, job: str, opts: dict) -> None:
     if opts.get("trainer") == "grpo":
         args = GRPOConfig(**common, max_steps=rl_steps * 2 * (k + 1), num_iterations=k + 1)
         cls = GRPOTrainer
+    elif opts.get("trainer") == "gxpo":  # M = 2 mini-batches (steps_per_generation = 2): 6 optimizer steps an RL step
+        args = GXPOConfig(**common, sfpo_max_rl_steps=rl_steps, gxpo_switch="none",
+                          gxpo_retention=opts.get("retention", "adamw_direction"))
+        cls = GXPOTrainer
+        if opts.get("nan_at") is not None:
+            cls = type("NanLoss", (cls,), {"nan_at": set(opts["nan_at"]), "compute_loss": _nan_loss})
     else:
         alpha = opts.get("alpha", ALPHA)
         # the control repositions the model itself (below); SFPO's own reposition is a no-op at α = 1
@@ -134,7 +141,15 @@ def main(out: Path, job: str, opts: dict) -> None:
         rec["step_weights"] = step_weights
         rec["logp_diffs"] = [h["sampling/sampling_logp_difference/max"] for h in trainer.state.log_history
                              if "sampling/sampling_logp_difference/max" in h]
-    if isinstance(trainer, SFPOTrainer):
+    if isinstance(trainer, GXPOTrainer):
+        rec.update(
+            gxpo=[{k: v for k, v in h.items() if k.startswith("gxpo/")} for h in trainer.state.log_history
+                  if "gxpo/active" in h],
+            extra_bytes=trainer._in_step.extra_nbytes,
+            state_copy_bytes=trainer._state_copy.nbytes,
+            adam_steps=sorted({float(s["step"]) for o in trainer._hooks().optimizers for s in o.state.values()}),
+        )
+    if isinstance(trainer, RLStepTrainer):
         model_ids = {id(p) for p in trainer.model.parameters()}
         anchor = trainer._anchor
         rec.update(

@@ -3,6 +3,7 @@
     _fsdp_worker.py OUT direct        plain loop on fully_shard'ed models: SFPO's step hooks on local shards
     _fsdp_worker.py OUT trainer fsdp  SFPOTrainer under accelerate's FSDP2
     _fsdp_worker.py OUT trainer ddp   the same run under DDP, as the reference
+    _fsdp_worker.py OUT trainer fsdp gxpo, ... ddp gxpo   the same with GXPOTrainer (2 mini-batches an RL step)
 
 Each writes OUT/<job>-rank<r>.pt. Full weights are gathered with `full_tensor()` only to write these records,
 never by the code under test.
@@ -160,11 +161,11 @@ def force_fsdp_on_cpu() -> None:
     accelerate.state.AcceleratorState.__init__ = init
 
 
-def trainer(out: Path, backend: str) -> None:
+def trainer(out: Path, backend: str, algorithm: str = "sfpo") -> None:
     from datasets import Dataset
 
     from conftest import digit_reward
-    from sfpo import SFPOConfig, SFPOTrainer
+    from sfpo import GXPOConfig, GXPOTrainer, SFPOConfig, SFPOTrainer
 
     extra = {}
     if backend == "fsdp":
@@ -177,8 +178,8 @@ def trainer(out: Path, backend: str) -> None:
         }
         extra = {"fsdp": True, "fsdp_config": fsdp_config}
     data = Dataset.from_dict({"prompt": [f"{a}+{b}=" for a in range(8) for b in range(8)]})
-    args = SFPOConfig(
-        output_dir=str(out / f"run-{backend}"),
+    common = dict(
+        output_dir=str(out / f"run-{backend}-{algorithm}"),
         use_cpu=True,
         bf16=False,
         report_to=[],
@@ -189,14 +190,18 @@ def trainer(out: Path, backend: str) -> None:
         num_generations=4,
         max_completion_length=5,
         learning_rate=5e-3,
-        sfpo_inner_steps=K,
-        sfpo_alpha=ALPHA,
         sfpo_max_rl_steps=RL_STEPS,
         ddp_backend="gloo",
         logging_steps=1,
         **extra,
     )
-    t = SFPOTrainer(model=str(out / "model"), reward_funcs=digit_reward, args=args, train_dataset=data)
+    if algorithm == "gxpo":
+        args = GXPOConfig(**common, steps_per_generation=2, gxpo_switch="none")
+        cls = GXPOTrainer
+    else:
+        args = SFPOConfig(**common, sfpo_inner_steps=K, sfpo_alpha=ALPHA)
+        cls = SFPOTrainer
+    t = cls(model=str(out / "model"), reward_funcs=digit_reward, args=args, train_dataset=data)
     t.train()
     params = list(t.model.parameters())
     rec = {
@@ -208,7 +213,11 @@ def trainer(out: Path, backend: str) -> None:
         "rl_step": t.sfpo_rl_step,
         "weights": full(t.model),
     }
-    torch.save(rec, out / f"trainer-{backend}-rank{args.process_index}.pt")
+    if algorithm == "gxpo":
+        rec.update(gxpo=[{k: v for k, v in h.items() if k.startswith("gxpo/")} for h in t.state.log_history
+                         if "gxpo/active" in h], extra_bytes=t._in_step.extra_nbytes)
+    name = f"trainer-{backend}" if algorithm == "sfpo" else f"trainer-{backend}-{algorithm}"
+    torch.save(rec, out / f"{name}-rank{args.process_index}.pt")
 
 
 if __name__ == "__main__":
@@ -217,7 +226,7 @@ if __name__ == "__main__":
     if sys.argv[2] == "direct":
         direct(out)
     else:
-        trainer(out, sys.argv[3])
+        trainer(out, *sys.argv[3:])
         torch.distributed.barrier()  # both ranks have written their records
     sys.stdout.flush()
     sys.stderr.flush()

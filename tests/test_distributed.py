@@ -32,3 +32,18 @@ def test_two_ranks_end_identical(tmp_path):
         assert torch.equal(v, r1["weights"][k]), f"ranks differ on {k}"
         moved |= not torch.equal(v, start[k])
     assert moved
+
+
+def test_two_ranks_end_identical_under_gxpo(tmp_path):
+    build_tiny_lm(tmp_path / "model")
+    here = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29534",
+           str(here / "_dist_worker.py"), str(tmp_path), "gxpo"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    r0, r1 = (torch.load(tmp_path / f"gxpo-rank{r}.pt") for r in (0, 1))
+    assert r0["world"] == r1["world"] == 2 and r0["rl_step"] == r1["rl_step"] == 2
+    start = AutoModelForCausalLM.from_pretrained(tmp_path / "model").state_dict()
+    assert all(torch.equal(v, r1["weights"][k]) for k, v in r0["weights"].items()), "ranks differ"
+    assert any(not torch.equal(v, start[k]) for k, v in r0["weights"].items())

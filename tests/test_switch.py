@@ -42,6 +42,17 @@ def test_downward_trend_fires_two_sided_rule_as_soon_as_window_is_full():
     assert all(feed(one, series)) and one.switched_at is None
 
 
+def test_preceding_window_scores_the_newest_value_against_the_values_before_it():
+    history = [1.0, 2.0, 3.0, 10.0]
+    mean, std = 2.0, math.sqrt(2 / 3)
+    assert entropy_zscore(history, 3, preceding=True) == pytest.approx((10.0 - mean) / (std + 1e-9))
+    assert entropy_zscore(history[:3], 3, preceding=True) is None  # needs W values before the newest
+    # a window that holds the scored value bounds z by sqrt(W - 1); the preceding window does not
+    assert entropy_zscore(history, 4) <= math.sqrt(3) < entropy_zscore(history, 3, preceding=True)
+    gxpo = SFPOSwitch(window=3, threshold=3.0, patience=2, preceding=True)
+    assert feed(gxpo, [1.0, 2.0, 1.0, 2.0, 9.0, 20.0, 1.0]) == [True] * 5 + [False] * 2 and gxpo.switched_at == 6
+
+
 def test_upward_spike_fires_one_sided_rule_and_stays_off():
     series = [2.0, 1.9, 2.1, 2.0, 1.95, 2.05, 3.0, 2.0, 2.0, 2.0]
     switch = SFPOSwitch(window=5, threshold=1.0)
@@ -123,6 +134,8 @@ def test_trainer_after_switch_makes_one_pass_per_batch_and_keeps_prompt_order(ti
     # one on_rl_step_end record per RL step (logging_steps=10 decides only where TRL's log entries fall)
     assert [m["sfpo/active"] for m in rl_steps.records] == [int(a) for a in active]
     assert [m["sfpo/rl_step"] for m in rl_steps.records] == list(range(1, 9))
+    # backward passes over a mini-batch (M = 2): (K + 1)·M while SFPO runs, M after the switch
+    assert [m["sfpo/backward_passes"] for m in rl_steps.records] == [6] * expected_switch + [2] * (8 - expected_switch)
 
 
 def test_stop_step_zero_is_plain_grpo_from_the_first_batch(tiny_lm, toy_dataset, tmp_path):

@@ -155,6 +155,9 @@ class GXPOInStep(InStepReposition):
         """How each slot's sums reduce over ranks (`_drift_key`), from the tensors of probe 2's first `step()` call:
         every slot without DeepSpeed, the first group's under ZeRO (whose slots are all master partitions)."""
         keys = [self._drift_key(p) for p, _ in pairs]
+        device = _local(pairs[0][0]).device if pairs else None
+        if device is not None:  # buffers restored from a checkpoint come back on the CPU
+            self.buffers = [b if b.device == device else b.to(device) for b in self.buffers]
         rest = len(self.buffers) - self._slot - len(keys)
         if rest > 0 and self.engine is None:
             raise RuntimeError("GXPO expected every stepped tensor in one step() call without DeepSpeed")
@@ -242,6 +245,9 @@ class GXPOInStep(InStepReposition):
         for key in sums:
             value = sums[key]
             if key and dist.is_available() and dist.is_initialized():
+                group = self._meshes[key[1]].get_group(key[2][0]) if key[0] == "mesh" else self.dp_group
+                if dist.get_backend(group) == "nccl" and value.device.type != "cuda":  # e.g. offloaded masters
+                    value = value.cuda()
                 if key[0] == "mesh":
                     mesh = self._meshes[key[1]]
                     for d in key[2]:
