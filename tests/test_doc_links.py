@@ -86,3 +86,12 @@ def test_the_algorithm_page_gives_every_sfpo_field_with_its_default():
     theirs = {f.name for f in dataclasses.fields(GRPOConfig)}
     ours = {f.name: f.default for f in dataclasses.fields(SFPOConfig) if f.name not in theirs or f.name == "num_iterations"}
     assert documented == ours
+
+
+def test_no_file_cites_a_spec_section_by_number():
+    # a numbered section of a spec pointed into a page users never had; cite docs/<page>.md#<heading> instead
+    marker = "spec " + "§"  # split so that this file does not match itself
+    bad = [f"{p.relative_to(ROOT)}:{n}" for p in project_files(ROOT)
+           for n, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), start=1)
+           if marker in line]
+    assert not bad, "references to a spec section: " + ", ".join(bad)

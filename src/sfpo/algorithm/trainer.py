@@ -1,4 +1,4 @@
-"""SFPOTrainer: TRL's GRPOTrainer with the slow-fast update (spec §1–§3).
+"""SFPOTrainer: TRL's GRPOTrainer with the slow-fast update (docs/algorithm.md#one-rl-step).
 
 TRL already does everything an RL step needs: rollouts, rewards, group advantages, the loss variants, and
 reuse of one generation batch for `num_iterations` passes over the same slices in the same order, with the
