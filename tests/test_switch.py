@@ -7,6 +7,7 @@ import math
 import pytest
 from transformers import TrainerCallback
 
+from _tiny_config import tiny_cpu
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.algorithm.switch import SFPOSwitch, entropy_zscore
@@ -108,12 +109,11 @@ def test_trainer_after_switch_makes_one_pass_per_batch_and_keeps_prompt_order(ti
     # window 3: one-sided fires on the spike at step 4; two-sided fires on the drop at step 2.
     Scripted.series = [3.0, 3.0, 1.0, 1.0, 9.0, 1.0, 1.0, 1.0]
     expected_switch = 3 if two_sided else 5
-    args = SFPOConfig(
-        output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], save_strategy="no", disable_tqdm=True,
-        activation_checkpointing=False, shuffle_dataset=False, per_device_train_batch_size=4, num_generations=4,
+    args = SFPOConfig(**tiny_cpu(
+        output_dir=str(tmp_path), shuffle_dataset=False, per_device_train_batch_size=4, num_generations=4,
         steps_per_generation=2, max_completion_length=4, sfpo_inner_steps=2, sfpo_zscore_window=3,
         sfpo_zscore_two_sided=two_sided, sfpo_max_rl_steps=8,
-    )
+    ))
     rl_steps = RLSteps()
     trainer = Scripted(model=tiny_lm, reward_funcs=digit_reward, args=args, train_dataset=toy_dataset,
                        callbacks=[rl_steps])
@@ -139,12 +139,11 @@ def test_trainer_after_switch_makes_one_pass_per_batch_and_keeps_prompt_order(ti
 
 
 def test_stop_step_zero_is_plain_grpo_from_the_first_batch(tiny_lm, toy_dataset, tmp_path):
-    args = SFPOConfig(
-        output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], save_strategy="no", disable_tqdm=True,
-        activation_checkpointing=False, shuffle_dataset=False, per_device_train_batch_size=4, num_generations=4,
+    args = SFPOConfig(**tiny_cpu(
+        output_dir=str(tmp_path), shuffle_dataset=False, per_device_train_batch_size=4, num_generations=4,
         steps_per_generation=2, max_completion_length=4, sfpo_inner_steps=2, sfpo_switch="step", sfpo_stop_step=0,
         sfpo_max_rl_steps=3,
-    )
+    ))
     Scripted.series = [1.0] * 3
     trainer = Scripted(model=tiny_lm, reward_funcs=digit_reward, args=args, train_dataset=toy_dataset)
     trainer.train()
@@ -165,15 +164,34 @@ class Bar(TrainerCallback):
 def test_progress_bar_total_follows_the_switch_in_a_run_sized_by_epochs(tiny_lm, toy_dataset, tmp_path, stop_step):
     # 8 prompts, 2 per generation batch: 4 RL steps in one epoch; K=2, one optimizer step per micro-step. Planned as
     # if SFPO stayed on: 4 × 6 = 24 optimizer steps; after the switch an RL step takes 2.
-    args = SFPOConfig(
-        output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], save_strategy="no", disable_tqdm=False,
-        activation_checkpointing=False, shuffle_dataset=False, per_device_train_batch_size=4, num_generations=4,
+    args = SFPOConfig(**tiny_cpu(
+        output_dir=str(tmp_path), disable_tqdm=False, shuffle_dataset=False, per_device_train_batch_size=4,
+        num_generations=4,
         steps_per_generation=2, max_completion_length=4, sfpo_inner_steps=2, sfpo_switch="step",
         sfpo_stop_step=stop_step, num_train_epochs=1,
-    )
+    ))
     bar = Bar()
     trainer = SFPOTrainer(model=tiny_lm, reward_funcs=digit_reward, args=args,
                           train_dataset=toy_dataset.select(range(8)), callbacks=[bar])
+    bar.trainer = trainer
+    trainer.train()
+    assert trainer.sfpo_rl_step == 4
+    assert bar.global_step == 6 * stop_step + 2 * (4 - stop_step)
+    assert bar.max_steps == bar.total == bar.n == bar.global_step  # the bar ends at 100%
+
+
+@pytest.mark.parametrize("stop_step", [0, 1])
+def test_progress_bar_total_follows_the_switch_in_a_run_sized_in_rl_steps(tiny_lm, toy_dataset, tmp_path, stop_step):
+    # sfpo_max_rl_steps=4 plans 4 × 6 optimizer steps (K=2, two per pass); after the switch an RL step takes 2
+    args = SFPOConfig(**tiny_cpu(
+        output_dir=str(tmp_path), disable_tqdm=False, shuffle_dataset=False, per_device_train_batch_size=4,
+        num_generations=4, steps_per_generation=2, max_completion_length=4, sfpo_inner_steps=2, sfpo_switch="step",
+        sfpo_stop_step=stop_step, sfpo_max_rl_steps=4,
+    ))
+    assert args.max_steps == 24
+    bar = Bar()
+    trainer = SFPOTrainer(model=tiny_lm, reward_funcs=digit_reward, args=args, train_dataset=toy_dataset,
+                          callbacks=[bar])
     bar.trainer = trainer
     trainer.train()
     assert trainer.sfpo_rl_step == 4

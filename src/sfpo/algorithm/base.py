@@ -472,15 +472,23 @@ class RLStepTrainer(GRPOTrainer):
         return tuple(values)
 
     def _follow_switch_in_max_steps(self, pending: int) -> None:
-        """Once the switch has fired in a run sized by epochs, the optimizer steps the data left will take (one
-        pass per generation batch from now on) become the Trainer's `max_steps`, so that the progress bar ends at
-        100% and the flow callback's stop coincides with the end of the data. `pending`: optimizer steps still due
-        for loader batches already drawn."""
+        """Once the switch has fired, the optimizer steps the run has left (one pass per generation batch from now
+        on: what is left of an `sfpo_max_rl_steps` budget, or of the data in a run sized by epochs) become the
+        Trainer's `max_steps`, so that the progress bar ends at 100% and the flow callback's stop coincides with the
+        run's end. `pending`: optimizer steps still due for loader batches already drawn (the current RL step's
+        last)."""
+        if self.sfpo_switch.active:
+            return
+        spg, ga = self.args.steps_per_generation, self.args.gradient_accumulation_steps
+        max_rl = self.args.sfpo_max_rl_steps
+        if max_rl is not None:  # a budget in RL steps: what is left of it takes one pass per RL step now
+            left = max(max_rl - self._run.rl_step - pending, 0)
+            self._set_max_steps(min(self.state.max_steps, self.state.global_step + pending + left * (spg // ga)))
+            return
         plan = getattr(self, "_epoch_plan", None)
-        if plan is None or self.sfpo_switch.active:
+        if plan is None:
             return
         epochs, per_epoch = plan
-        spg, ga = self.args.steps_per_generation, self.args.gradient_accumulation_steps
         repeats = spg * self.args.num_iterations  # loader batches per generation batch (the sampler's repeats)
         batches_per_epoch = per_epoch // repeats
         run = self._run
@@ -490,7 +498,11 @@ class RLStepTrainer(GRPOTrainer):
         if offset:  # a generation batch partly drawn: the rest of its first pass, if any
             micro, done = max(spg - offset, 0), done + 1
         micro += (max(batches_per_epoch - done, 0) + (epochs - epoch - 1) * batches_per_epoch) * spg
-        self.state.max_steps = self.state.global_step + pending + micro // ga
+        self._set_max_steps(self.state.global_step + pending + micro // ga)
+
+    def _set_max_steps(self, max_steps: int) -> None:
+        """The Trainer's `max_steps` and the progress bar's total (transformers' ProgressCallback, tqdm)."""
+        self.state.max_steps = max_steps
         for callback in self.callback_handler.callbacks:
             bar = getattr(callback, "training_bar", None)  # transformers' ProgressCallback (tqdm)
             if bar is not None:
