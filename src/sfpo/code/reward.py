@@ -154,7 +154,8 @@ def _run_plan(
         if not program.strip() or plan is None or sandbox._check_args([program]) is not None:
             return 0.0
         if isinstance(plan, list):
-            return judge.judge_stdio(program, plan, limits, pool.get(), partial=partial, compare=compare)
+            fraction = judge.judge_stdio(program, plan, limits, pool.get(), partial=partial, compare=compare)
+            return fraction if partial else float(fraction == 1.0)
         row = plan if isinstance(plan, dict) else {"mode": "code", "tests": plan}
         verdict = judge.judge_code(program, {**row, "partial": partial}, limits, pool.get())
         if verdict is None:
