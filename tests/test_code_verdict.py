@@ -90,7 +90,7 @@ def test_functional_specs_call_a_solution_method_or_a_function():
     assert code_accuracy([method, function, wrong], tests=[spec] * 3) == [1.0, 1.0, 0.0]
 
 
-def test_results_are_compared_type_strictly_with_tolerance_only_where_stated():
+def test_results_are_compared_by_the_tests_own_python_with_tolerance_only_where_stated():
     exact = "assert add(0.1, 0.2) == 0.3\n"
     tolerant = "assert abs(add(0.1, 0.2) - 0.3) < 1e-9\n"
     isclose = "import math\nassert math.isclose(add(0.1, 0.2), 0.3)\n"
@@ -128,7 +128,7 @@ def test_partial_scores_count_asserts_cases_and_test_functions():
     assert code_accuracy_partial([half, half], tests=[spec, unit]) == [0.5, 0.5]
 
 
-def test_a_correct_program_using_introspective_standard_modules_passes_in_process():
+def test_a_correct_program_using_introspective_standard_modules_passes():
     # namedtuple, TypeVar and Enum look at their caller's frame (which issue 20's hardened runner refused)
     program = fenced(
         "import collections, dataclasses, enum, functools, heapq, itertools, re, threading, typing\n"
