@@ -34,7 +34,7 @@ from sfpo.app.validate import Range, check_trainer_values, did_you_mean
 TOP_KEYS = {"name", "model", "model_kwargs", "task", "dataset", "rewards", "eval", "peft", "trainer"}
 DATASET_KEYS = {"names", "split", "chat", "data_files", "limit"}
 REWARD_OPTIONS = {"format_score", "timeout_s", "require_boxed"}
-CODE_REWARD_OPTIONS = {"timeout_s", "memory_mb"}
+CODE_REWARD_OPTIONS = {"timeout_s", "memory_mb", "stdout_compare"}
 EVAL_KEYS = {"benchmarks", "every", "n", "temperature", "top_p", "max_new_tokens", "limit", "data_files",
              "batch_size", "chat", "save_best"}
 

@@ -13,7 +13,7 @@ node, so each value keeps its type across:
   in place: that is how an argument's new state comes back (``x = [3, 1, 2]; f(x)`` sorts the test's ``x``);
 - ``["t", items]`` tuple, ``["f", items]`` frozenset, ``["b", hex]`` bytes, ``["j", re, im]`` complex,
   ``["n", typename, fields, items]`` named tuple, ``["R", start, stop, step]`` range, ``["T", name]`` a builtin
-  type, ``["m", ...]`` a regular-expression match (as :class:`Match`), ``["M", name]`` a module (the receiver
+  type, ``["m", string, pos, endpos, spans, names]`` a regular-expression match (as :class:`Match`), ``["M", name]`` a module (the receiver
   uses its own copy of that standard module);
 - ``["x", ref, kind, name]`` an object of the sender's that is not data (kind ``f`` callable, ``c`` class,
   ``e`` exception class, ``o`` instance, ``i`` iterator): the receiver gets a proxy, and each use of it is a
@@ -261,8 +261,8 @@ class Encoder:
             return f'["n",{_quote(t.__name__)},{self.seq(fields, depth)},{self.seq(v, depth)}]'
         re = _sys.modules.get("re")  # a match can only come from a program that imported re
         if re is not None and t is re.Match:
-            spans = [list(v.span(g)) for g in range(len(v.groups()) + 1)]
-            names = [[k, i] for k, i in v.re.groupindex.items()]
+            spans = [i for g in range(len(v.groups()) + 1) for i in v.span(g)]  # flat: start, end, ...
+            names = [x for k, i in v.re.groupindex.items() for x in (k, i)]  # flat: name, group, ...
             return (
                 f'["m",{self.value(v.string, depth)},{v.pos},{v.endpos},{self.seq(spans, depth)},'
                 f"{self.seq(names, depth)}]"
@@ -405,8 +405,9 @@ class Decoder:
             string = self.value(x[1])
             if type(string) not in (str, bytes):
                 raise WireError("malformed match")
-            spans = [(_integer(s), _integer(e)) for s, e in x[4]]
-            names = {_text(k): _integer(i) for k, i in x[5]}
+            flat, pairs = [_integer(i) for i in x[4]], x[5]
+            spans = list(zip(flat[0::2], flat[1::2]))
+            names = {_text(pairs[i]): _integer(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)}
             if not spans or any(i < 0 or i >= len(spans) for i in names.values()):
                 raise WireError("malformed match")
             return Match(string, _integer(x[2]), _integer(x[3]), spans, names)
