@@ -451,8 +451,8 @@ def mode() -> str:
                     "code sandbox: %s; programs run with resource limits and a process-group kill only. "
                     "NOT isolated: network (127.0.0.1 and beyond is reachable), file system (the program can "
                     "read and write what this user can), processes that call setsid() survive the run; no "
-                    "seccomp filter (the kernel keyrings are readable) and /proc/self/mem is readable, so "
-                    "in-process tests are not protected. "
+                    "seccomp filter (the kernel keyrings are readable), and the program runs as the same user "
+                    "as the tests' process, which it can signal or trace, so verdicts are not protected. "
                     "Install bubblewrap (apt-get install bubblewrap) for the full sandbox.",
                     why,
                 )
