@@ -356,10 +356,14 @@ def test_class_5_values_that_are_data_cross_with_their_type(tests, right, hostil
 
 
 def test_class_5_an_object_that_is_not_data_fails_its_call_not_the_test_process():
-    # the instance fails `f(1) == ...`, and the test process goes on: a later check in a partial score counts
-    tests = "assert f(1) == 1\nassert g(1) == 1\n"
-    program = fenced("class Box:\n    pass\ndef f(x):\n    return Box()\ndef g(x):\n    return x\n")
-    assert make_code_accuracy(partial=True)([program], tests=[tests]) == [0.5]
+    # the failed call is not an exception a test can take for an answer; the test process goes on, so that a
+    # partial score counts the checks after it
+    tests = "try:\n    v = f(1)\nexcept Exception:\n    v = None\nassert g(1) == 1\n"
+    box = fenced("class Box:\n    pass\ndef f(x):\n    return Box()\ndef g(x):\n    return x\n")
+    data = fenced("def f(x):\n    return x\ndef g(x):\n    return x\n")
+    assert code_accuracy([box, data], tests=[tests] * 2) == [0.0, 1.0]
+    partial = "assert f(1) == 1\nassert g(1) == 1\n"
+    assert make_code_accuracy(partial=True)([box], tests=[partial]) == [0.5]
 
 
 # ------------------------------------------------------------------------------------------------------

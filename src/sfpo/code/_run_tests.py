@@ -68,7 +68,8 @@ class _TestSide(Side):  # noqa: F821 (Side comes from _wire.py, prepended)
         return cls if issubclass(cls, Exception) else ProgramExit
 
     def get(self, name):
-        return self._request(f'["get",{_quote(name)}]', {}, True)  # noqa: F821
+        # a top-level instance may be looked up; a top-level function still returns data only
+        return self._request(f'["get",{_quote(name)}]', {}, True, False)  # noqa: F821
 
 
 def _program_imports(program):

@@ -293,11 +293,12 @@ class Decoder:
     objects, which are then updated in place; ``instances``: whether the other side's instances (``x``/``o``)
     are accepted here (see the tests' sandbox)."""
 
-    def __init__(self, side, known=None, instances=True):
+    def __init__(self, side, known=None, instances=True, methods=None):
         self.side = side
         self.known = known or {}
         self.seen = {}
         self.instances = instances
+        self.methods = instances if methods is None else methods  # whether proxies made here may return instances
 
     def value(self, x):
         t = type(x)
@@ -422,7 +423,7 @@ class Decoder:
             if kind == "e":
                 mro = [_text(n) for n in x[4]][:64] if len(x) > 4 and type(x[4]) is list else []
                 return self.side.exception_type(_integer(x[1]), _text(x[3]), mro)
-            return self.side.proxy(_integer(x[1]), kind, _text(x[3]), self.instances)
+            return self.side.proxy(_integer(x[1]), kind, _text(x[3]), self.methods)
         if tag == "y":
             return self.side.exports.get(x[1])
         raise WireError(f"unknown tag {tag!r}")
@@ -616,14 +617,14 @@ class Side:
             buffer[1] = got[::-1]
         return buffer[1].pop()
 
-    def _request(self, text, known, instances):
+    def _request(self, text, known, instances, methods=None):
         if self.broken:
             raise WireError(self.broken)
         self.send(text)
         while True:
             msg = self.recv()
             if msg[0] == "ok" and len(msg) == 3:
-                dec = Decoder(self, known, instances)
+                dec = Decoder(self, known, instances, methods)
                 if type(msg[1]) is not list:
                     raise WireError("malformed reply")
                 for state in msg[1]:
