@@ -1,7 +1,7 @@
 """The program's sandbox for tests that call it: import the program as a module, then answer the tests' calls.
 
-Runs as ``python -I -S`` (``_wire.py`` + this file, compiled, see ``judge.runner_args``) with ``RFD WFD`` in its own sandbox, with stdin and stdout on
-``/dev/null``; RFD and WFD are pipes to the tests' sandbox, which sends the first message: ``["program", source,
+Runs as ``python -I -S`` (``_wire.py`` + this file, compiled: ``judge.runner_args``) with ``RFD WFD`` in its
+own sandbox, with stdin and stdout on ``/dev/null``; RFD and WFD are pipes to the tests' sandbox, which sends the first message: ``["program", source,
 preamble]``. The program is imported as the module ``solution`` (not run as ``__main__``, as HumanEval's and
 LiveCodeBench's harnesses do), after LiveCodeBench's imports when ``preamble`` is set. Then each message is a
 request: ``get`` a top-level name, ``call`` an object with arguments (the reply carries the result and the

@@ -1,7 +1,7 @@
 """The tests' sandbox: runs a row's tests exactly as written, where the program cannot reach them.
 
-Runs as ``python -I -S`` (``_wire.py`` + this file, compiled: ``judge.runner_args``) with ``SOCKET_FD ISOLATED`` in a sandbox of its own (no ``/proc``),
-one per reward worker, for a batch. It imports the standard modules tests use, says ``R`` on the socket, then
+Runs as ``python -I -S`` (``_wire.py`` + this file, compiled: ``judge.runner_args``) with ``SOCKET_FD
+ISOLATED`` in a sandbox of its own (no ``/proc``), one per reward worker, for a batch. It imports the standard modules tests use, says ``R`` on the socket, then
 serves rows one at a time: each request is an 8-byte length with file descriptors attached (SCM_RIGHTS) and a
 JSON payload from the trainer. For each row it forks a child, which is the row's tests' process: fresh (no
 program ever ran in this sandbox, and no other row's tests in this process), under ``RLIMIT_CPU``. When the child

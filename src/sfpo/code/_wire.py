@@ -242,8 +242,7 @@ class Encoder:
         return self.other(v, t, depth)
 
     def other(self, v, t, depth):
-        import collections
-
+        collections = _sys.modules.get("collections") or _NO_COLLECTIONS  # not imported: none of its types here
         if t is collections.Counter or t is collections.OrderedDict:
             tag = "C" if t is collections.Counter else "O"
             wid, again = self._container(v, tag)
@@ -281,6 +280,10 @@ class Encoder:
             mro = [c.__name__ for c in v.__mro__ if type(getattr(c, "__name__", None)) is str][:64]
             return f'["x",{ref},"e",{_quote(name)},{self.seq(mro, depth)}]'
         return f'["x",{ref},"{kind}",{_quote(name)}]'
+
+
+class _NO_COLLECTIONS:  # noqa: N801 (stands for the collections module where it was never imported)
+    Counter = OrderedDict = defaultdict = deque = None
 
 
 _FACTORIES = {f.__name__: f for f in (int, float, str, list, dict, set, tuple, bytes, bool, frozenset)}
