@@ -278,6 +278,8 @@ def judge_stdio(
         os.set_blocking(cases_w, False)
         for case in cases:
             result = sandbox.run_python(["-c", program], case["input"].encode(), limits)
+            if not result.ok and not partial:  # crashed or timed out: a failure without a comparison
+                break
             out = result.stdout if result.ok else b""
             frame = bytes([1 if result.ok else 0]) + len(out).to_bytes(8, "big") + out
             deadline = time.monotonic() + limits.timeout_s
