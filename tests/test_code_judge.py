@@ -192,7 +192,6 @@ CLASS_3_HOSTILE = {
     ),
     "replies_ahead": "import sys\n" + FORGE + WRONG_ADD + "forge()\n",
     "exits_in_the_call": "def add(a, b):\n    raise SystemExit(0)\n",
-    "kills_everything": "import os, signal\ndef add(a, b):\n    os.kill(-1, signal.SIGKILL)\n",
     "walks_a_callback": (
         "def add(a, b):\n"
         "    return 42.0\n"
@@ -215,7 +214,10 @@ CLASS_3_HOSTILE = {
 )
 def test_class_3_the_tests_process_is_out_of_the_programs_reach(tests):
     right = ADD + "def apply(f, x):\n    return f(x)\n"
-    judge(tests, right, CLASS_3_HOSTILE)
+    hostile = dict(CLASS_3_HOSTILE)
+    if ISOLATED:  # in the fallback, kill(-1) would reach every process of this user on the machine
+        hostile["kills_everything"] = "import os, signal\ndef add(a, b):\n    os.kill(-1, signal.SIGKILL)\n"
+    judge(tests, right, hostile)
 
 
 # ------------------------------------------------------------------------------------------------------
