@@ -98,6 +98,25 @@ def test_class_1_every_judging_operation_is_the_tests_own(tests):
     judge(tests, ADD, hostile)
 
 
+@pytest.mark.parametrize(
+    "tests", ["assert isclose(add(0.1, 0.2), 0.3)\n", "assert math.isclose(add(0.1, 0.2), 0.3)\n"]
+)
+def test_class_1_judges_the_tests_borrow_from_the_programs_imports_are_the_tests_own(tests):
+    # MBPP-style asserts that use the program's `import math` (or `from math import isclose`) without importing
+    # it themselves: the tests get their own math.isclose, however the program rebinds or patches its copy
+    imports = "import math\nfrom math import isclose\n"
+    hostile = {
+        "rebinds": imports + "isclose = lambda *a, **k: True\n"
+        "class math:\n    isclose = staticmethod(lambda *a, **k: True)\n" + WRONG_ADD,
+        "patches": imports + "math.isclose = lambda *a, **k: True\n" + WRONG_ADD,
+    }
+    if tests.startswith("assert math."):  # a standard module's name is the tests' own module, whatever it is bound to
+        hostile["fake_module"] = "import types\nmath = types.ModuleType('math')\nmath.isclose = lambda *a, **k: True\n"
+        hostile["fake_module"] += WRONG_ADD
+    # (a bare `isclose` that the program defines itself, without importing it, is the program's: docs/sandbox.md)
+    judge(tests, imports + ADD, hostile)
+
+
 # ------------------------------------------------------------------------------------------------------
 # 2. The test's Python decides, not a model of it
 # ------------------------------------------------------------------------------------------------------

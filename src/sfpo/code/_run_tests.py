@@ -117,7 +117,6 @@ class _ProgramNames(dict):
         self._imports = _program_imports(program)
 
     def __missing__(self, name):
-        import importlib
         import sys
 
         if name.startswith("__") and name.endswith("__"):
@@ -126,10 +125,12 @@ class _ProgramNames(dict):
         if name in self._imports:
             module, attribute = self._imports[name]
             try:
-                value = importlib.import_module(module)
+                value = self._side.module(module)
                 if attribute is not None:
                     value = getattr(value, attribute)
             except Exception:
+                value = _MISSING
+            except WireError:  # noqa: F821 (a module not imported on the program's word: asked for instead)
                 value = _MISSING
         if value is _MISSING:
             try:

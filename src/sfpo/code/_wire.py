@@ -450,6 +450,14 @@ def _number(v):
     return float(v)
 
 
+# Standard modules whose import does something (prints, opens a browser or a window, loads C libraries): a module
+# the other side names is imported only if it is not one of these
+_UNWANTED_MODULES = frozenset(
+    ("antigravity", "this", "__hello__", "__phello__", "webbrowser", "turtle", "turtledemo", "tkinter", "idlelib",
+     "pydoc", "ctypes", "_ctypes", "curses", "readline")
+)
+
+
 class Remote:
     """A proxy for an object of the other side: every use is a message. Equality and hashing are identity: a
     comparison is never the other side's to decide."""
@@ -592,6 +600,8 @@ class Side:
         top = name.partition(".")[0]
         if top not in getattr(sys, "stdlib_module_names", ()) or not all(p.isidentifier() for p in name.split(".")):
             raise WireError(f"module {name[:80]!r} is not a standard module")
+        if top in _UNWANTED_MODULES and name not in sys.modules:
+            raise WireError(f"module {name[:80]!r} is not imported on the other side's word")
         return importlib.import_module(name)
 
     # --- requests to the other side ---
