@@ -419,6 +419,16 @@ def test_class_6_stdout_compares_as_livecodebench_does():
     }
 
 
+def test_programs_and_tests_that_end_with_exit_are_judged_on_what_they_did():
+    # `exit()` is site.py's, which the sandbox's `python -S` leaves out: a right program ending with it passes
+    cases = [{"input": "2 3\n", "output": "5\n"}]
+    stdio = [READ + "print(a + b)\nexit()\n", READ + "print(a + b)\nquit(0)\n", READ + "print(a - b)\nexit()\n"]
+    assert code_accuracy([fenced(p) for p in stdio], tests=[cases] * 3) == [1.0, 1.0, 0.0]
+    tests = ["assert add(2, 3) == 5\nexit()\n", "import sys\nassert add(2, 3) == 5\nsys.exit(0)\n",
+             "import sys\nassert add(2, 3) == 5\nsys.exit(1)\n"]
+    assert code_accuracy([fenced(ADD)] * 3, tests=tests) == [1.0, 1.0, 0.0]
+
+
 def test_class_6_the_strict_comparison_stays_available():
     strict = make_code_accuracy(stdout_compare="strict")
     exact = READ + "print(a / b)\nprint(a + b, 1.5)\nprint('YES')\n"

@@ -121,6 +121,7 @@ def _main():
     except BaseException:
         exit_(1)
     sys.stdin = io.StringIO("")
+    builtins.exit = builtins.quit = sys.exit  # site.py's, which -S leaves out
     module = types.ModuleType("solution")
     sys.modules["solution"] = module
     side.namespace = module.__dict__

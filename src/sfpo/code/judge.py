@@ -58,6 +58,17 @@ def _compiled(source: str, name: str) -> str:
 def runner_args(source: str, name: str, *args: str) -> list[str]:
     """``python -I -S`` arguments that run a runner's source, loaded compiled, with ``args`` after it."""
     return ["-c", _LOAD, _compiled(source, name), *args]
+# stdin/stdout programs run as `__main__`, with `exit()` and `quit()` (which `-S` leaves out with the rest of
+# site.py: competitive programs end with them) as sys.exit
+_STDIO_MAIN = (
+    "def _run():\n"
+    "    import builtins, sys\n"
+    "    builtins.exit = builtins.quit = sys.exit\n"
+    "    code = compile(sys.argv.pop(1), '<string>', 'exec')\n"
+    "    del globals()['_run']\n"
+    "    exec(code, globals())\n"
+    "_run()\n"
+)
 _START_S = 30.0  # for the tests' sandbox to import its modules and say it is ready
 _VERDICT_BYTES = 64
 
@@ -277,7 +288,7 @@ def judge_stdio(
             return 0.0
         os.set_blocking(cases_w, False)
         for case in cases:
-            result = sandbox.run_python(["-c", program], case["input"].encode(), limits)
+            result = sandbox.run_python(["-c", _STDIO_MAIN, program], case["input"].encode(), limits)
             if not result.ok and not partial:  # crashed or timed out: a failure without a comparison
                 break
             out = result.stdout if result.ok else b""
