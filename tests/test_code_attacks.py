@@ -1,8 +1,8 @@
 """Programs that try to score without solving (issue 20's attacks) and the sandbox's former leaks.
 
 Every attack here defines a wrong ``add`` and tries to make the tests pass anyway. Each runs against the same
-tests in both assert shapes: parsed into calls and compared on the host, and run in-process (a loop, which the
-parser does not take) under the hardened runner. Each must score 0.
+tests written two ways: plain asserts, and the same checks in a loop (which issue 20's design ran in the
+program's process under a hardened runner; now both run in the tests' own sandbox). Each must score 0.
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ def fenced(code: str) -> str:
 TESTS = {
     "int": {
         "calls": "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n",
-        "in_process": "for a, b, s in [(2, 3, 5), (-1, 1, 0)]:\n    assert add(a, b) == s\n",
+        "loop": "for a, b, s in [(2, 3, 5), (-1, 1, 0)]:\n    assert add(a, b) == s\n",
     },
     "abs": {
         "calls": "assert abs(add(0.1, 0.2) - 0.3) < 1e-9\nassert abs(add(1.5, 1.0) - 2.5) < 1e-9\n",
-        "in_process": "for a, b, s in [(0.1, 0.2, 0.3), (1.5, 1.0, 2.5)]:\n    assert abs(add(a, b) - s) < 1e-9\n",
+        "loop": "for a, b, s in [(0.1, 0.2, 0.3), (1.5, 1.0, 2.5)]:\n    assert abs(add(a, b) - s) < 1e-9\n",
     },
     "isclose": {
         "calls": "import math\nassert math.isclose(add(0.1, 0.2), 0.3)\nassert math.isclose(add(1.5, 1.0), 2.5)\n",
-        "in_process": (
+        "loop": (
             "import math\nfor a, b, s in [(0.1, 0.2, 0.3), (1.5, 1.0, 2.5)]:\n    assert math.isclose(add(a, b), s)\n"
         ),
     },
@@ -59,9 +59,9 @@ WALK_FRAMES = (  # from a frame, up to the runner's: write its nonce, as the run
 )
 
 
-def test_the_two_shapes_are_what_they_say_and_a_right_program_passes_both():
+def test_both_ways_of_writing_the_tests_call_the_program_and_a_right_program_passes_both():
     for tests in TESTS.values():
-        assert {shape: shape_of_tests(t) for shape, t in tests.items()} == {s: s for s in tests}
+        assert {shape_of_tests(t) for t in tests.values()} == {"calls"}
         assert code_accuracy([RIGHT, RIGHT], tests=list(tests.values())) == [1.0, 1.0]
         assert code_accuracy([fenced(WRONG)] * 2, tests=list(tests.values())) == [0.0, 0.0]
 
@@ -149,32 +149,58 @@ ATTACKS = {
 }
 
 
-@pytest.mark.parametrize("shape", ["calls", "in_process"])
+@pytest.mark.parametrize("shape", ["calls", "loop"])
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_an_attack_does_not_score(attack, shape):
-    if attack == "proc_self_mem" and shape == "in_process" and not ISOLATED:
-        pytest.skip("the fallback has /proc: in-process tests are not protected there (docs/sandbox.md)")
     target, program = ATTACKS[attack]
     assert code_accuracy([fenced(program)], tests=[TESTS[target][shape]]) == [0.0]
 
 
 def test_the_attacks_fail_for_the_reason_intended():
-    """The hardening is what stops them: the refused operations raise inside the runner's sandbox."""
-    refused = {
-        "sys._getframe": "import sys\nsys._getframe()",
-        "tb_frame": "try:\n    1/0\nexcept ZeroDivisionError as e:\n    e.__traceback__.tb_frame",
-        "gc.get_objects": "import gc\ngc.get_objects()",
-        "sys.settrace": "import sys\nsys.settrace(None)",
-        "ctypes": "import ctypes",
-        "code.__new__": "(lambda: 0).__code__.replace(co_consts=(1,))",
-    }
-    tests = TESTS["int"]["in_process"]
-    for name, attempt in refused.items():
-        # the right add still passes when the attempt is caught; it fails when the attempt goes through
-        caught = fenced(
-            f"try:\n    {attempt.replace(chr(10), chr(10) + '    ')}\nexcept Exception:\n    pass\nelse:\n    raise SystemExit(1)\ndef add(a, b):\n    return a + b"
-        )
-        assert code_accuracy([caught], tests=[tests]) == [1.0], name
+    """The program's sandbox holds nothing of the tests: frames, the garbage collector's objects and its own memory
+    can be read there (no hook refuses them now), and none of them has the expected value, the tests or a verdict
+    to forge. The program below searches all three for the expected value and returns what it finds."""
+    secret = 918273645546372819
+    search = (
+        "import gc, os, re, sys\n"
+        "def frames():\n"
+        "    for frame in sys._current_frames().values():\n"
+        "        while frame is not None:\n"
+        "            yield from frame.f_locals.values()\n"
+        "            yield from frame.f_globals.values()\n"
+        "            frame = frame.f_back\n"
+        "def found():\n"
+        "    for value in [*gc.get_objects(), *frames()]:\n"
+        "        for text in re.findall(r'9182736455\\d{8}', repr(value)[:100000]):\n"
+        "            return int(text)\n"
+        "    try:\n"
+        "        with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:\n"
+        "            for line in maps:\n"
+        "                span, perms = line.split()[:2]\n"
+        "                lo, hi = (int(x, 16) for x in span.split('-'))\n"
+        "                if perms.startswith('r') and hi - lo < 1 << 28:\n"
+        "                    try:\n"
+        "                        mem.seek(lo)\n"
+        "                        m = re.search(rb'9182736455\\d{8}', mem.read(hi - lo))\n"
+        "                    except (OSError, OverflowError, ValueError):\n"
+        "                        continue\n"
+        "                    if m:\n"
+        "                        return int(m.group())\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    return 0\n"
+        "def add(a, b):\n"
+        "    return found()\n"
+    )
+    right = fenced("def add(a, b):\n    return a + b")
+    far = 10**17  # the inputs do not look like the expected value
+    for tests in (
+        f"assert add({secret - far}, {far}) == {secret}\n",
+        f"for a in [{secret - far}]:\n    assert add(a, {far}) == {secret}\n",
+    ):
+        assert code_accuracy([fenced(search), right], tests=[tests, tests]) == [0.0, 1.0]
+    # the search works: where the value does enter the program's sandbox (as an input), it is found
+    assert code_accuracy([fenced(search)], tests=[f"assert add({secret}, 0) == {secret}\n"]) == [1.0]
 
 
 @needs_isolation

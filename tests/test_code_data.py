@@ -184,7 +184,7 @@ def test_code_eval_set_scores_pass_at_1(tmp_path):
     es = code_eval_set("livecodebench", ds.select([0]))
     assert es.scorer([SUM_PROGRAM, "print(0)"], answer=es.answers * 2) == [1.0, 0.0]
     assert es.extract(SUM_PROGRAM).startswith("a, b =")
-    assert code_eval_set("livecodebench", ds).test_shapes == {"calls": 1, "stdin_stdout": 1, "in_process": 0}
+    assert code_eval_set("livecodebench", ds).test_shapes == {"calls": 1, "stdin_stdout": 1}
 
 
 def test_pyfunc_task_rewards_the_worked_solution_and_splits_by_function():
@@ -262,15 +262,12 @@ def test_sfpo_eval_reports_pass_at_1_on_code_benchmarks(tmp_path, tiny_lm):
     assert all(s["correct"] is False and s["score"] == 0.0 for s in samples)
     assert "avg@2" in result.output
     assert (
-        "mbpp: tests of 2 of 2 problems judged on the host (2 call-based, 0 stdin/stdout), 0 in-process"
-        in result.output
+        "mbpp: 2 problems, the tests of 2 calling the program and of 0 reading its stdout; each judged in a "
+        "sandbox of the tests' own" in result.output
     )
-    assert summary["settings"]["code_tests"]["livecodebench"] == {
-        "calls": 1,
-        "stdin_stdout": 1,
-        "in_process": 0,
-    }
-    assert "humaneval: tests of 2 of 2 problems judged on the host" in result.output
+    assert summary["settings"]["code_tests"]["livecodebench"] == {"calls": 1, "stdin_stdout": 1}
+    assert "humaneval: 2 problems, the tests of 2 calling the program" in result.output
+    assert "in-process" not in result.output
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -301,17 +298,19 @@ def {entry}(*args, **kwargs):
 """
 
 
-def _humaneval(subset: int | None):
-    from sfpo.code.reward import shape_of_tests
+_HUMANEVAL_LOOPS = (32, 38, 44, 50, 53, 151)
 
+
+def _humaneval(subset: int | None):
     ds = load_dataset_recipe(
         "humaneval", chat=False
     )  # offline here: the hub is unreachable, the package is not
     solutions = {row["task_id"].replace("/", "-"): row for row in humaneval_dataset()}
     rows = list(zip(ds["id"], ds["tests"]))
     assert len(rows) == 164
-    if subset is not None:  # every in-process problem, and an even spread of the rest
-        rows = [r for i, r in enumerate(rows) if shape_of_tests(r[1]) == "in_process" or i % subset == 0]
+    if subset is not None:  # the problems whose tests loop over random inputs or compute expected values, and an
+        # even spread of the rest
+        rows = [r for i, r in enumerate(rows) if i in _HUMANEVAL_LOOPS or i % subset == 0]
     right, wrong, tests = [], [], []
     for row_id, t in rows:
         p = solutions[row_id.removeprefix("humaneval-")]
@@ -330,8 +329,9 @@ def test_humaneval_loads_offline_with_the_shapes_of_its_tests():
     ds = load_dataset_recipe("humaneval", chat=False)
     assert len(ds) == 164 and ds[0]["id"] == "humaneval-HumanEval-0"
     assert ds[0]["tests"].rstrip().endswith("check(has_close_elements)")
-    # loops over random inputs (HumanEval/32, 38, 44, 50, 53) and a computed expected value (151) run in-process
-    assert Counter(map(shape_of_tests, ds["tests"])) == {"calls": 158, "in_process": 6}
+    # every problem's tests call the program, loops over random inputs (HumanEval/32, 38, 44, 50, 53) and a
+    # computed expected value (151) included
+    assert Counter(map(shape_of_tests, ds["tests"])) == {"calls": 164}
 
 
 def test_humaneval_canonical_solutions_pass_and_perturbed_ones_fail_on_a_subset():

@@ -1,6 +1,7 @@
-"""The code domain: dataset recipes (`data`), the execution reward (`reward`), how tests are judged (`cases`), and
-the sandbox the programs run in (`sandbox`, `syscall_filter`, and the runners `_run_calls.py` / `_run_asserts.py`,
-which execute inside it). Threat model: docs/sandbox.md.
+"""The code domain: dataset recipes (`data`), the execution reward (`reward`), the two sandboxes of a verdict
+(`judge`: the tests in one, the program in another; `_run_tests.py` and `_run_program.py` run inside them and talk
+through `_wire.py`), reading functional specs (`cases`), and the sandbox itself (`sandbox`, `syscall_filter`).
+Threat model: docs/sandbox.md.
 """
 
 from sfpo.code.reward import code_accuracy, code_accuracy_partial, make_code_accuracy

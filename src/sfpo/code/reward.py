@@ -3,29 +3,26 @@
 ``code_accuracy(completions, tests, **kwargs)`` has TRL's reward signature (``tests`` is the dataset column
 of that name). The program is the last fenced code block of a completion (```` ```python ```` or plain
 ```` ``` ````), or the whole completion when it has none; completions over :data:`MAX_COMPLETION_CHARS`
-characters score 0 unread. ``tests[i]`` takes one of three shapes, and in each the verdict is made outside the
-process that ran the program, except in the third:
+characters score 0 unread. ``tests[i]`` takes one of two shapes, and in both the verdict is made in a sandbox of
+the tests' own, apart from the program's (:mod:`sfpo.code.judge`):
 
 - **stdin/stdout**: a list of ``{"input": str, "output": str}`` cases (or that list as a JSON string, which is
-  how the dataset recipes store it): the program reads ``input`` on stdin and its stdout must equal ``output``,
-  compared on the host line by line after stripping trailing whitespace (trailing blank lines ignored);
-- **calls**: a string of Python test code (asserts, MBPP / HumanEval style) that :mod:`sfpo.code.cases` parses
-  on the host into calls and expected values, or a LiveCodeBench functional spec (``{"fn_name", "inputs",
-  "outputs"}``, as a dict or its JSON). Only the calls enter the sandbox; their values come back as data and are
-  compared on the host, type-strictly, with expected values the program never sees;
-- **in-process**: test code the parser does not take (loops, ``if``, random inputs). It runs after the program
-  in the program's process under a hardened runner (``_run_asserts.py``: an audit hook, fresh builtins and
-  modules, a fresh nonce printed only when the tests ran to their end), in a sandbox without ``/proc``. It is
-  counted: the reward logs ``code/in_process_fraction`` through TRL's ``log_metric``, and ``sfpo eval`` prints
-  how many problems of each benchmark run this way. docs/sandbox.md says what these tests still trust.
+  how the dataset recipes store it): the program runs once per case with ``input`` on stdin, and the tests'
+  sandbox compares its stdout with ``output`` as LiveCodeBench's checker does (strip, lines, then tokens, numbers
+  as numbers), or line by line with ``stdout_compare="strict"``;
+- **calls**: a string of Python test code (asserts, loops, ``check(candidate)``, unittest or pytest style: MBPP,
+  HumanEval), or a LiveCodeBench functional spec (``{"fn_name", "inputs", "outputs"}``, as a dict or its JSON).
+  The tests run as written in their sandbox; the program is imported in its own; each call the tests make
+  crosses between them as data (:mod:`sfpo.code._wire`), so every comparison is the tests' own.
 
 The score is 1.0 when every test ran and passed, else 0.0 (``make_code_accuracy(partial=True)`` gives the
-fraction of stdin/stdout cases, or of parsed checks, that passed instead). No tests, no program, or a garbage
-completion score 0.0: nothing a completion contains makes the reward raise. It does raise ``ValueError`` for a
-set-up error (no ``tests`` column, a length mismatch) and :class:`sfpo.code.sandbox.SandboxUnavailableError` when
-``SFPO_SANDBOX=bwrap`` asks for a sandbox that cannot run. Programs run in parallel (``SFPO_CODE_WORKERS``
-threads, default: the CPU count), each test in a fresh sandbox (:mod:`sfpo.code.sandbox`); identical (program, tests)
-pairs in a batch run once.
+fraction of stdin/stdout cases, functional cases, asserts or test functions that passed instead). No tests, no
+program, or a garbage completion score 0.0: nothing a completion contains makes the reward raise. It does raise
+``ValueError`` for a set-up error (no ``tests`` column, a length mismatch) and
+:class:`sfpo.code.sandbox.SandboxUnavailableError` when ``SFPO_SANDBOX=bwrap`` asks for a sandbox that cannot run.
+Programs run in parallel (``SFPO_CODE_WORKERS`` threads, default: the CPU count), each in a fresh sandbox
+(:mod:`sfpo.code.sandbox`), each worker with one tests' sandbox for the batch; identical (program, tests) pairs in a
+batch run once. docs/sandbox.md gives the threat model.
 """
 
 from __future__ import annotations
@@ -35,21 +32,12 @@ import json
 import logging
 import math
 import os
-import secrets
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from sfpo.code import sandbox
-from sfpo.code.cases import (
-    CallTests,
-    decode_results,
-    functional_tests,
-    in_process_modules,
-    parse_call_tests,
-    score_checks,
-)
+from sfpo.code import judge, sandbox
+from sfpo.code.cases import functional_tests
 from sfpo.common.rewards import RewardSpec
 from sfpo.common.text import completion_text
 
@@ -70,8 +58,8 @@ __all__ = [
 #: from the command line, and a reasoning trace around them rarely needs more).
 MAX_COMPLETION_CHARS = 400_000
 _FENCE = "```"
-_CALL_RUNNER = Path(__file__).with_name("_run_calls.py").read_text(encoding="utf-8")
-_ASSERT_RUNNER = Path(__file__).with_name("_run_asserts.py").read_text(encoding="utf-8")
+#: how stdin/stdout cases compare: LiveCodeBench's checker (the default), or line by line
+STDOUT_COMPARES = ("livecodebench", "strict")
 
 
 def extract_program(completion: Any) -> str:
@@ -107,9 +95,9 @@ def extract_program(completion: Any) -> str:
     return text.strip("\n")
 
 
-def parse_tests(tests: Any) -> list[dict[str, str]] | CallTests | str | None:
-    """Normalise one row's tests: stdin/stdout cases, a functional spec (as :class:`CallTests`), a string of test
-    code, or None if unusable."""
+def parse_tests(tests: Any) -> list[dict[str, str]] | dict | str | None:
+    """Normalise one row's tests: stdin/stdout cases, a functional spec (as ``{"mode": "functional", ...}``), a
+    string of test code, or None if unusable."""
     if isinstance(tests, str):
         stripped = tests.strip()
         if stripped.startswith(("[", "{")):
@@ -134,76 +122,50 @@ def parse_tests(tests: Any) -> list[dict[str, str]] | CallTests | str | None:
     return None
 
 
-def _plan(tests: Any) -> list[dict[str, str]] | CallTests | str | None:
-    """parse_tests, then test code parsed into calls where it can be (a string stays a string: in-process)."""
-    parsed = parse_tests(tests)
-    if isinstance(parsed, str):
-        return parse_call_tests(parsed) or parsed
-    return parsed
-
-
 def shape_of_tests(tests: Any) -> str | None:
-    """How a row's tests are judged: ``"stdin_stdout"``, ``"calls"`` (on the host), ``"in_process"``, or None."""
-    plan = _plan(tests)
+    """How a row's tests are judged: ``"stdin_stdout"`` (stdout compared), ``"calls"`` (test code or a functional
+    spec calling the program), or None when unusable."""
+    plan = parse_tests(tests)
     if plan is None:
         return None
-    return (
-        "calls" if isinstance(plan, CallTests) else "in_process" if isinstance(plan, str) else "stdin_stdout"
-    )
+    return "stdin_stdout" if isinstance(plan, list) else "calls"
 
 
-def _same_output(got: bytes, want: str) -> bool:
-    try:
-        text = got.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    a = [line.rstrip() for line in text.splitlines()]
-    b = [line.rstrip() for line in want.splitlines()]
-    while a and not a[-1]:
-        a.pop()
-    while b and not b[-1]:
-        b.pop()
-    return a == b
-
-
-def run_tests(program: str, tests: Any, limits: sandbox.Limits | None = None, partial: bool = False) -> float:
+def run_tests(
+    program: str,
+    tests: Any,
+    limits: sandbox.Limits | None = None,
+    partial: bool = False,
+    stdout_compare: str = "livecodebench",
+) -> float:
     """Score one program against one row's tests (see the module docstring). Never raises."""
     try:
-        plan = _plan(tests)
+        plan = parse_tests(tests)
     except Exception:
         logger.exception("reading a row's tests failed; it is scored 0")
         return 0.0
-    return _run_plan(program, plan, limits, partial)
+    limits = limits or sandbox.Limits()
+    with judge.JudgePool(limits) as pool:
+        return _run_plan(program, plan, limits, partial, stdout_compare, pool)
 
 
-def _run_plan(program: str, plan: Any, limits: sandbox.Limits | None, partial: bool) -> float:
+def _run_plan(
+    program: str, plan: Any, limits: sandbox.Limits, partial: bool, compare: str, pool: judge.JudgePool
+) -> float:
     try:
-        if not program.strip() or plan is None:
+        if not program.strip() or plan is None or sandbox._check_args([program]) is not None:
             return 0.0
-        if isinstance(plan, CallTests):
-            payload = json.dumps(plan.payload(program)).encode()
-            result = sandbox.run_python(["-c", _CALL_RUNNER], payload, limits)
-            values = decode_results(result.stdout, len(plan.calls)) if result.ok else None
-            passed, total = score_checks(plan, values)
-            if total == 0:  # nothing asserted: the program (and the set-up) must run, as before
-                return float(values is not None)
-            return passed / total if partial else float(passed == total)
-        if isinstance(plan, str):
-            nonce = secrets.token_hex(16)
-            modules, free = in_process_modules(plan)
-            payload = json.dumps(
-                {"nonce": nonce, "program": program, "tests": plan, "modules": modules, "free_modules": free}
-            ).encode()
-            result = sandbox.run_python(["-c", _ASSERT_RUNNER], payload, limits, proc=False)
-            return float(result.ok and result.stdout.rstrip(b"\n").endswith(b"\n" + nonce.encode()))
-        passed = 0
-        for case in plan:
-            result = sandbox.run_python(["-c", program], case["input"].encode(), limits)
-            if result.ok and _same_output(result.stdout, case["output"]):
-                passed += 1
-            elif not partial:
-                return 0.0
-        return passed / len(plan)
+        if isinstance(plan, list):
+            fraction = judge.judge_stdio(program, plan, limits, pool.get(), partial=partial, compare=compare)
+            return fraction if partial else float(fraction == 1.0)
+        row = plan if isinstance(plan, dict) else {"mode": "code", "tests": plan}
+        verdict = judge.judge_code(program, {**row, "partial": partial}, limits, pool.get())
+        if verdict is None:
+            return 0.0
+        passed, total, completed = verdict
+        if partial:
+            return passed / total if total else float(completed)
+        return float(completed and passed == total)
     except Exception:  # a reward must not take training down
         logger.exception("running a program failed; it is scored 0")
         return 0.0
@@ -230,8 +192,14 @@ def make_code_accuracy(
     partial: bool = False,
     *,
     name: str | None = None,
+    stdout_compare: str = "livecodebench",
 ) -> Callable[..., list[float]]:
-    """Build a code reward with these per-test limits; ``partial=True`` scores the fraction of cases passed."""
+    """Build a code reward with these per-test limits; ``partial=True`` scores the fraction of cases passed;
+    ``stdout_compare`` is how stdin/stdout cases compare (:data:`STDOUT_COMPARES`)."""
+    if stdout_compare not in STDOUT_COMPARES:
+        raise ValueError(
+            f"stdout_compare={stdout_compare!r} is not allowed: use {' or '.join(map(repr, STDOUT_COMPARES))}"
+        )
     try:
         limits = sandbox.Limits(timeout_s=float(timeout_s), memory_mb=int(memory_mb))
     except (TypeError, ValueError) as exc:
@@ -261,13 +229,10 @@ def make_code_accuracy(
             for key, row_tests in zip(keys, tests):
                 if key not in plans:
                     try:
-                        plans[key] = _plan(row_tests)
+                        plans[key] = parse_tests(row_tests)
                     except Exception:
                         logger.exception("reading a row's tests failed; it is scored 0")
                         plans[key] = None
-            log_metric = kwargs.get("log_metric")
-            if callable(log_metric) and n:
-                log_metric("code/in_process_fraction", sum(isinstance(plans[k], str) for k in keys) / n)
             jobs: dict[tuple[str, str], tuple[str, Any, list[int]]] = {}
             for i, (completion, key) in enumerate(zip(completions, keys)):
                 program = extract_program(completion)
@@ -275,8 +240,14 @@ def make_code_accuracy(
                     jobs.setdefault((program, key), (program, plans[key], []))[2].append(i)
             if jobs:
                 items = list(jobs.values())
-                with ThreadPoolExecutor(max_workers=min(_workers(), len(items))) as pool:
-                    scores = list(pool.map(lambda job: _run_plan(job[0], job[1], limits, partial), items))
+                with judge.JudgePool(limits) as judges:
+                    with ThreadPoolExecutor(max_workers=min(_workers(), len(items))) as pool:
+                        scores = list(
+                            pool.map(
+                                lambda job: _run_plan(job[0], job[1], limits, partial, stdout_compare, judges),
+                                items,
+                            )
+                        )
                 for (_, _, rows), score in zip(items, scores):
                     for i in rows:
                         out[i] = score
@@ -297,10 +268,10 @@ CODE_REWARDS: dict[str, RewardSpec] = {
     spec.name: spec
     for spec in (
         RewardSpec("code_accuracy", functools.partial(make_code_accuracy, name="code_accuracy"),
-                   ("timeout_s", "memory_mb"), code_accuracy),
+                   ("timeout_s", "memory_mb", "stdout_compare"), code_accuracy),
         RewardSpec("code_accuracy_partial",
                    functools.partial(make_code_accuracy, partial=True, name="code_accuracy_partial"),
-                   ("timeout_s", "memory_mb"), code_accuracy_partial),
+                   ("timeout_s", "memory_mb", "stdout_compare"), code_accuracy_partial),
     )
 }
 
@@ -308,7 +279,7 @@ CODE_REWARDS: dict[str, RewardSpec] = {
 def code_eval_set(name: str, ds, reward: Callable[..., list[float]] | None = None):
     """An :class:`sfpo.common.evaluate.EvalSet` for a code dataset (columns ``prompt``, ``tests``, ``id``): a sample is
     correct when its program passes every test (pass@1; avg@n over n samples). Its ``test_shapes`` counts the
-    problems per way of judging (:func:`shape_of_tests`), which ``sfpo eval`` prints."""
+    problems per shape of tests (:func:`shape_of_tests`), which ``sfpo eval`` prints."""
     from sfpo.common.evaluate import EvalSet
 
     scorer = reward or code_accuracy
@@ -317,7 +288,7 @@ def code_eval_set(name: str, ds, reward: Callable[..., list[float]] | None = Non
         return scorer(completions, tests=list(answer))
 
     tests = list(ds["tests"])
-    shapes = {"calls": 0, "stdin_stdout": 0, "in_process": 0}
+    shapes = {"calls": 0, "stdin_stdout": 0}
     for t in tests:
         shape = shape_of_tests(t)
         if shape is not None:

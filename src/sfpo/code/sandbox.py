@@ -56,7 +56,16 @@ from sfpo.code import syscall_filter
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Limits", "RunResult", "SandboxUnavailableError", "mode", "python_executable", "run_python"]
+__all__ = [
+    "Limits",
+    "RunResult",
+    "SandboxUnavailableError",
+    "Started",
+    "mode",
+    "python_executable",
+    "run_python",
+    "start_python",
+]
 
 #: argv strings above this are refused by the kernel (MAX_ARG_STRLEN is 128 KiB); longer programs are not run.
 MAX_SOURCE_BYTES = 120_000
@@ -442,8 +451,8 @@ def mode() -> str:
                     "code sandbox: %s; programs run with resource limits and a process-group kill only. "
                     "NOT isolated: network (127.0.0.1 and beyond is reachable), file system (the program can "
                     "read and write what this user can), processes that call setsid() survive the run; no "
-                    "seccomp filter (the kernel keyrings are readable) and /proc/self/mem is readable, so "
-                    "in-process tests are not protected. "
+                    "seccomp filter (the kernel keyrings are readable), and the program runs as the same user "
+                    "as the tests' process, which it can signal or trace, so verdicts are not protected. "
                     "Install bubblewrap (apt-get install bubblewrap) for the full sandbox.",
                     why,
                 )
@@ -534,24 +543,59 @@ def _communicate(proc: subprocess.Popen, stdin: bytes, limits: Limits) -> RunRes
     )
 
 
-def run_python(
-    args: list[str], stdin: bytes = b"", limits: Limits | None = None, *, proc: bool = True
-) -> RunResult:
-    """Run ``python -I -S <args>`` in the sandbox (e.g. ``["-c", source]``); stdin in, stdout out.
+class Started:
+    """A sandbox that is running: its process (the group leader), and what goes when it is stopped."""
 
-    ``proc=False`` leaves ``/proc`` out of the sandbox (bwrap mode), so that no process in it can read its own
-    or another's memory through ``/proc/<pid>/mem``. stderr is discarded. Never raises for anything the program
-    does; a sandbox that cannot start gives a result with ``error`` set.
-    """
-    limits = limits or Limits()
+    def __init__(self, process: subprocess.Popen, cgroups: list[str], workdir: str | None) -> None:
+        self.process, self._cgroups, self._workdir = process, cgroups, workdir
+
+    def stop(self) -> None:
+        """Kill everything in it and release its cgroups and folder (idempotent)."""
+        _kill_group(self.process)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+        if self._cgroups:
+            _release_cgroups(self._cgroups)
+            self._cgroups = []
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+
+def _check_args(args: list[str]) -> str | None:
     try:
         size = sum(len(a.encode("utf-8")) for a in args)
     except UnicodeEncodeError:
-        return RunResult(None, b"", error="program is not valid text (lone surrogates)")
+        return "program is not valid text (lone surrogates)"
     if size > MAX_SOURCE_BYTES:
-        return RunResult(None, b"", error=f"program over {MAX_SOURCE_BYTES} bytes")
+        return f"program over {MAX_SOURCE_BYTES} bytes"
     if any("\x00" in a for a in args):
-        return RunResult(None, b"", error="program contains a NUL character")
+        return "program contains a NUL character"
+    return None
+
+
+def start_python(
+    args: list[str],
+    limits: Limits | None = None,
+    *,
+    proc: bool = True,
+    pass_fds: tuple[int, ...] = (),
+    stdin: int = subprocess.PIPE,
+    stdout: int = subprocess.PIPE,
+) -> Started | str:
+    """Start ``python -I -S <args>`` in a fresh sandbox and return it running (or why it could not start).
+
+    ``pass_fds`` are inherited by the sandbox under the same numbers (pipes to another sandbox); ``stdin`` and
+    ``stdout`` are ``subprocess.PIPE`` or ``subprocess.DEVNULL``. The caller stops it (:meth:`Started.stop`).
+    """
+    limits = limits or Limits()
+    why = _check_args(args)
+    if why is not None:
+        return why
     current = mode()
     workdir, cgroups, seccomp_fd = None, [], None
     try:
@@ -567,29 +611,45 @@ def run_python(
         cgroups = _new_cgroups(limits)
         if cgroups:
             cmd = [shutil.which("sh") or "/bin/sh", "-c", _JOIN_CGROUPS, "sh", *cgroups, "--", *cmd]
+        fds = tuple(pass_fds) + (() if seccomp_fd is None else (seccomp_fd,))
         try:
             process = subprocess.Popen(
                 cmd,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
+                stdin=stdin,
+                stdout=stdout,
                 stderr=subprocess.DEVNULL,
                 cwd=cwd,
                 env=env,
                 close_fds=True,
-                pass_fds=() if seccomp_fd is None else (seccomp_fd,),
+                pass_fds=fds,
                 start_new_session=True,
             )
         except OSError as exc:
-            return RunResult(None, b"", error=f"could not start the sandbox: {exc}")
-        finally:
-            if seccomp_fd is not None:
-                os.close(seccomp_fd)
-                seccomp_fd = None
-        return _communicate(process, stdin, limits)
+            if cgroups:
+                _release_cgroups(cgroups)
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
+            return f"could not start the sandbox: {exc}"
+        return Started(process, cgroups, workdir)
     finally:
         if seccomp_fd is not None:
             os.close(seccomp_fd)
-        if cgroups:
-            _release_cgroups(cgroups)
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_python(
+    args: list[str], stdin: bytes = b"", limits: Limits | None = None, *, proc: bool = True
+) -> RunResult:
+    """Run ``python -I -S <args>`` in the sandbox (e.g. ``["-c", source]``); stdin in, stdout out.
+
+    ``proc=False`` leaves ``/proc`` out of the sandbox (bwrap mode), so that no process in it can read its own
+    or another's memory through ``/proc/<pid>/mem``. stderr is discarded. Never raises for anything the program
+    does; a sandbox that cannot start gives a result with ``error`` set.
+    """
+    limits = limits or Limits()
+    started = start_python(args, limits, proc=proc)
+    if isinstance(started, str):
+        return RunResult(None, b"", error=started)
+    try:
+        return _communicate(started.process, stdin, limits)
+    finally:
+        started.stop()

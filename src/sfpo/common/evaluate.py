@@ -205,14 +205,13 @@ def markdown_table(result: EvalResult) -> str:
 
 
 def code_test_lines(result: EvalResult) -> list[str]:
-    """One line per code benchmark: how many problems' tests were judged on the host and how many in-process."""
+    """One line per code benchmark: how many problems' tests call the program and how many compare its stdout."""
     lines = []
     for name, shapes in result.settings.get("code_tests", {}).items():
-        host = shapes.get("calls", 0) + shapes.get("stdin_stdout", 0)
         lines.append(
-            f"{name}: tests of {host} of {sum(shapes.values())} problems judged on the host ({shapes.get('calls', 0)} "
-            f"call-based, {shapes.get('stdin_stdout', 0)} stdin/stdout), {shapes.get('in_process', 0)} in-process "
-            "(a program shares its process with those tests; docs/sandbox.md)"
+            f"{name}: {sum(shapes.values())} problems, the tests of {shapes.get('calls', 0)} calling the program and "
+            f"of {shapes.get('stdin_stdout', 0)} reading its stdout; each judged in a sandbox of the tests' own, "
+            "apart from the program's (docs/sandbox.md)"
         )
     return lines
 
