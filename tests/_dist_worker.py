@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
+from _tiny_config import tiny_cpu
 from conftest import build_tiny_lm, digit_reward
 from sfpo import GXPOConfig, GXPOTrainer, SFPOConfig, SFPOTrainer
 
@@ -17,9 +18,8 @@ model_dir = out / "model"
 if not (model_dir / "config.json").exists() and rank == 0:
     build_tiny_lm(model_dir)
 data = Dataset.from_dict({"prompt": [f"{a}+{b}=" for a in range(8) for b in range(8)]})
-common = dict(
-    output_dir=str(out / "run"), use_cpu=True, bf16=False, report_to=[], save_strategy="no", disable_tqdm=True,
-    activation_checkpointing=False, per_device_train_batch_size=4, num_generations=4, max_completion_length=5,
+common = tiny_cpu(
+    output_dir=str(out / "run"), per_device_train_batch_size=4, num_generations=4, max_completion_length=5,
     learning_rate=5e-3, sfpo_max_rl_steps=2, ddp_backend="gloo",
 )
 if gxpo:  # two mini-batches an RL step

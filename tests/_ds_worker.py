@@ -39,13 +39,14 @@ def main(out: Path, job: str, opts: dict) -> None:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from _tiny_config import tiny_cpu
     from conftest import digit_reward, flat_then_digit_reward
     from sfpo import GXPOConfig, GXPOTrainer, SFPOConfig, SFPOTrainer
     from sfpo.algorithm.base import RLStepTrainer
 
-    common = dict(
-        output_dir=str(out / job), use_cpu=True, bf16=opts.get("bf16", False), report_to=[], disable_tqdm=True,
-        activation_checkpointing=False, per_device_train_batch_size=4, num_generations=4, steps_per_generation=2,
+    common = tiny_cpu(
+        output_dir=str(out / job), bf16=opts.get("bf16", False), per_device_train_batch_size=4, num_generations=4,
+        steps_per_generation=2,
         max_completion_length=5, learning_rate=5e-3, lr_scheduler_type="constant", logging_steps=1, seed=0,
         ddp_backend="gloo", save_strategy="steps" if opts.get("save_steps") else "no",
         save_steps=opts.get("save_steps") or 500,

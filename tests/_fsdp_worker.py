@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from _tiny_config import tiny_cpu
+
 K, ALPHA, LR, RL_STEPS = 2, 0.5, 1e-2, 2
 
 
@@ -178,14 +180,8 @@ def trainer(out: Path, backend: str, algorithm: str = "sfpo") -> None:
         }
         extra = {"fsdp": True, "fsdp_config": fsdp_config}
     data = Dataset.from_dict({"prompt": [f"{a}+{b}=" for a in range(8) for b in range(8)]})
-    common = dict(
+    common = tiny_cpu(
         output_dir=str(out / f"run-{backend}-{algorithm}"),
-        use_cpu=True,
-        bf16=False,
-        report_to=[],
-        save_strategy="no",
-        disable_tqdm=True,
-        activation_checkpointing=False,
         per_device_train_batch_size=4,
         num_generations=4,
         max_completion_length=5,

@@ -10,6 +10,7 @@ import torch
 from datasets import Dataset
 from transformers import TrainerCallback
 
+from _tiny_config import tiny_cpu
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.algorithm.interrupt import GracefulStop
@@ -26,21 +27,17 @@ class SignalOnRank1(TrainerCallback):
 
 data = Dataset.from_dict({"prompt": [f"{a}+{b}=" for a in range(8) for b in range(8)]})
 args = SFPOConfig(
-    output_dir=str(out / "run"),
-    use_cpu=True,
-    bf16=False,
-    report_to=[],
-    save_strategy="no",
-    disable_tqdm=True,
-    activation_checkpointing=False,
-    per_device_train_batch_size=4,
-    num_generations=4,
-    max_completion_length=5,
-    learning_rate=5e-3,
-    sfpo_inner_steps=2,
-    sfpo_alpha=0.5,
-    sfpo_max_rl_steps=2,
-    ddp_backend="gloo",
+    **tiny_cpu(
+        output_dir=str(out / "run"),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=5,
+        learning_rate=5e-3,
+        sfpo_inner_steps=2,
+        sfpo_alpha=0.5,
+        sfpo_max_rl_steps=2,
+        ddp_backend="gloo",
+    )
 )
 trainer = SFPOTrainer(
     model=str(out / "model"),

@@ -7,6 +7,7 @@ import json
 
 import torch
 
+from _tiny_config import tiny_cpu
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.algorithm.checkpoint import STATE_FILE, RLStepState, RunState, rank_file
@@ -45,12 +46,11 @@ def test_a_legacy_summary_loads_with_defaults_for_what_it_lacks():
 
 def test_a_checkpoint_with_the_legacy_summary_resumes_exactly(tiny_lm, toy_dataset, tmp_path):
     def make(out):
-        args = SFPOConfig(
-            output_dir=str(out), use_cpu=True, bf16=False, report_to=[], disable_tqdm=True,
-            activation_checkpointing=False, seed=1, per_device_train_batch_size=4, num_generations=4,
-            steps_per_generation=2, max_completion_length=5, learning_rate=5e-3, lr_scheduler_type="constant",
-            sfpo_inner_steps=2, sfpo_switch="none", sfpo_max_rl_steps=2, save_strategy="steps", save_steps=4,
-        )
+        args = SFPOConfig(**tiny_cpu(
+            output_dir=str(out), seed=1, per_device_train_batch_size=4, num_generations=4, steps_per_generation=2,
+            max_completion_length=5, learning_rate=5e-3, lr_scheduler_type="constant", sfpo_inner_steps=2,
+            sfpo_switch="none", sfpo_max_rl_steps=2, save_strategy="steps", save_steps=4,
+        ))
         return SFPOTrainer(model=tiny_lm, reward_funcs=digit_reward, args=args, train_dataset=toy_dataset)
 
     full = make(tmp_path / "full")

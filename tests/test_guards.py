@@ -18,6 +18,7 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
+from _tiny_config import tiny_cpu
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.algorithm.guards import (
@@ -29,12 +30,7 @@ from sfpo.algorithm.guards import (
     reward_failure,
 )
 
-BASE = dict(
-    use_cpu=True,
-    bf16=False,
-    report_to=[],
-    disable_tqdm=True,
-    activation_checkpointing=False,
+BASE = tiny_cpu(
     seed=1,
     per_device_train_batch_size=4,
     num_generations=4,
@@ -42,7 +38,6 @@ BASE = dict(
     max_completion_length=5,
     learning_rate=5e-3,
     lr_scheduler_type="constant",
-    save_strategy="no",
     sfpo_inner_steps=1,
     sfpo_max_rl_steps=2,
 )

@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from _tiny_config import tiny_cpu
 from conftest import digit_reward
 from sfpo import GXPOConfig, GXPOTrainer, SFPOConfig, SFPOTrainer
 from sfpo.algorithm.checkpoint import rank_file
@@ -218,10 +219,9 @@ def test_lora_sized_buffers_only_hold_the_stepped_tensors():
 
 # ---------------------------------------------------------------------------------------------- the trainer
 
-COMMON = dict(
-    use_cpu=True, bf16=False, per_device_train_batch_size=4, num_generations=4, max_completion_length=6,
-    learning_rate=5e-3, lr_scheduler_type="constant", report_to=[], seed=0, save_strategy="no",
-    activation_checkpointing=False, shuffle_dataset=False, logging_steps=1, disable_tqdm=True,
+COMMON = tiny_cpu(
+    per_device_train_batch_size=4, num_generations=4, max_completion_length=6, learning_rate=5e-3,
+    lr_scheduler_type="constant", seed=0, shuffle_dataset=False, logging_steps=1,
 )
 
 

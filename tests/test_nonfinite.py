@@ -9,14 +9,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from _tiny_config import tiny_cpu
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.algorithm.trainer import NonFiniteTrainingError
 
-COMMON = dict(
-    use_cpu=True, bf16=False, per_device_train_batch_size=8, num_generations=4, max_completion_length=6,
-    steps_per_generation=2, learning_rate=5e-3, lr_scheduler_type="constant", report_to=[], seed=0,
-    save_strategy="no", activation_checkpointing=False, shuffle_dataset=False, logging_steps=1, disable_tqdm=True,
+COMMON = tiny_cpu(
+    per_device_train_batch_size=8, num_generations=4, max_completion_length=6,
+    steps_per_generation=2, learning_rate=5e-3, lr_scheduler_type="constant", seed=0,
+    shuffle_dataset=False, logging_steps=1,
 )
 
 

@@ -35,6 +35,7 @@ from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 from trl.chat_template_utils import qwen2_5_chat_template
 
+from _tiny_config import tiny_cpu
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.app.runlog import RunRecorder, read_metrics
 
@@ -45,20 +46,14 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 MARKUP = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<tools>", "</tools>"]
 GROUP = 3  # num_generations; the scripted generate cycles through 3 kinds of answer
 
-COMMON = dict(
-    use_cpu=True,
-    bf16=False,
+COMMON = tiny_cpu(
     per_device_train_batch_size=GROUP,  # one prompt's group per generation batch: long tool prompts stay cheap
     num_generations=GROUP,
     max_completion_length=48,
     learning_rate=1e-2,
     lr_scheduler_type="constant",
-    report_to=[],
     seed=0,
-    save_strategy="no",
-    activation_checkpointing=False,
     shuffle_dataset=False,
-    disable_tqdm=True,
 )
 
 
@@ -594,8 +589,8 @@ def test_rl_step_records_do_not_depend_on_logging_steps(dense_lm, moe_lm, tmp_pa
 
 
 def test_where_sfpo_differs_the_error_says_what_to_change(tmp_path):
-    base = dict(output_dir=str(tmp_path), use_cpu=True, report_to=[], per_device_train_batch_size=6,
-                num_generations=3, gradient_accumulation_steps=2, steps_per_generation=3)  # fmt: skip
+    base = tiny_cpu(output_dir=str(tmp_path), per_device_train_batch_size=6,
+                    num_generations=3, gradient_accumulation_steps=2, steps_per_generation=3)  # fmt: skip
     GRPOConfig(**base)  # TRL allows it
     SFPOConfig(**base, sfpo_inner_steps=0)  # so does plain GRPO under SFPO
     with pytest.raises(ValueError, match=r"steps_per_generation=3 .*gradient_accumulation_steps=2.*set "

@@ -8,26 +8,21 @@ import torch
 from transformers import AutoModelForCausalLM
 from trl import GRPOConfig, GRPOTrainer
 
+from _tiny_config import tiny_cpu
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.algorithm.reposition import stepped_tensors
 
-COMMON = dict(
-    use_cpu=True,
-    bf16=False,
+COMMON = tiny_cpu(
     per_device_train_batch_size=8,
     num_generations=4,
     max_completion_length=6,
     learning_rate=5e-3,
     lr_scheduler_type="constant",
-    report_to=[],
     seed=0,
-    save_strategy="no",
-    activation_checkpointing=False,
     shuffle_dataset=False,
     logging_steps=1,
-    disable_tqdm=True,
-)
+    )
 
 
 def sfpo_args(tmp_path, **overrides) -> SFPOConfig:

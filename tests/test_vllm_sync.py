@@ -14,6 +14,7 @@ from transformers import TrainerCallback
 from trl.generation.vllm_generation import VLLMGeneration
 
 from _fake_vllm import FakeVLLMServer, named
+from _tiny_config import tiny_cpu
 from conftest import digit_reward
 from sfpo import SFPOConfig, SFPOTrainer
 from sfpo.algorithm.reposition import InStepReposition
@@ -64,15 +65,9 @@ def test_vllm_gets_weights_after_the_slow_pass(tiny_lm, toy_dataset, tmp_path, m
     monkeypatch.setattr(InStepReposition, "_pre_step", record_pre_step)
     monkeypatch.setattr(InStepReposition, "_post_step", record_post_step)
 
-    args = SFPOConfig(
+    args = SFPOConfig(**tiny_cpu(
         output_dir=str(tmp_path / "run"),
-        use_cpu=True,
-        bf16=False,
-        report_to=[],
         seed=0,
-        save_strategy="no",
-        disable_tqdm=True,
-        activation_checkpointing=False,
         shuffle_dataset=False,
         logging_steps=1,
         per_device_train_batch_size=4,
@@ -87,7 +82,7 @@ def test_vllm_gets_weights_after_the_slow_pass(tiny_lm, toy_dataset, tmp_path, m
         sfpo_max_rl_steps=RL_STEPS,
         use_vllm=True,
         vllm_mode="server",
-    )
+    ))
     steps = AfterEachOptimizerStep()
     trainer = SFPOTrainer(
         model=tiny_lm, reward_funcs=digit_reward, args=args, train_dataset=toy_dataset, callbacks=[steps]
