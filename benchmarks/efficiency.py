@@ -38,7 +38,7 @@ from pathlib import Path
 from bench_runs import run_parallel
 
 from sfpo.app.demo import VARIANT_ARMS, DemoSettings, build_policy, run_arm
-from sfpo.app.report import compare_runs, format_table, load_run, write_report
+from sfpo.app.report import compare_runs, format_table, load_run, plot_runs, write_report
 
 
 def run(settings: DemoSettings, arm: str, lr: float, seed: int, folder: Path, policy: str) -> Path:
@@ -209,6 +209,8 @@ def main() -> None:
           f"{best_lr['gxpo']:g}; seeds {opts.seeds}; "
           f"{opts.steps} RL steps × {base.prompts_per_step * base.num_generations} rollouts per arm")
     (out / "summary.json").write_text(json.dumps({"best_lr": best_lr, "results": results}, indent=2, default=str))
+    own = {f"{arm} ({best_lr[arm]:g})": [load_run(f) for f in runs[(arm, best_lr[arm])]] for arm in swept}
+    plot_runs(own, "eval/accuracy", out / "own-lr-grpo-sfpo-gxpo.png")  # each arm at its own rate, seeds' band
     print(f"benchmark took {time.perf_counter() - started:.0f} s")
 
 

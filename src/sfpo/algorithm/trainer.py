@@ -30,14 +30,13 @@ import math
 import torch
 
 from sfpo.algorithm.base import NonFiniteTrainingError, RLStepTrainer, untied_missing_keys
-from sfpo.algorithm.checkpoint import STATE_FILE, rank_file
+from sfpo.algorithm.checkpoint import STATE_FILE
 from sfpo.algorithm.config import SFPOConfig
 from sfpo.algorithm.kl_budget import kl_budget_alpha, kl_sums
 from sfpo.algorithm.reposition import InStepReposition, OptimizerStateCopy
 from sfpo.algorithm.switch import SFPOSwitch
 
 logger = logging.getLogger(__name__)
-_rank_file = rank_file  # the names sfpo.app.pipeline imports from here (with STATE_FILE)
 __all__ = ["STATE_FILE", "NonFiniteTrainingError", "SFPOTrainer", "untied_missing_keys"]
 
 
