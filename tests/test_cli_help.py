@@ -19,7 +19,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
 
 def _flat(text: str) -> str:
-    return " ".join(text.split())
+    # click wraps after a hyphen ("sfpo-" / "patient"): join those before folding white space
+    return " ".join(re.sub(r"-\n\s*", "-", text).split())
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -13,7 +13,8 @@ from sfpo.app.recipe import RecipeError, apply_overrides, build_recipe, cpu_only
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "accelerate" not in p.parts)
-PAPER = sorted((ROOT / "configs" / "paper").glob("*.yaml"))
+PAPER = sorted(p for p in (ROOT / "configs" / "paper").glob("*.yaml") if not p.stem.endswith("-gxpo"))
+PAPER_GXPO = sorted((ROOT / "configs" / "paper").glob("*-gxpo.yaml"))
 
 
 def load(path: Path):
@@ -23,8 +24,21 @@ def load(path: Path):
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_recipe_parses_into_a_valid_config(path):
     recipe = load(path)
-    assert recipe.trainer.num_iterations == recipe.trainer.sfpo_inner_steps + 1
+    passes = 3 if recipe.algorithm == "gxpo" else recipe.trainer.sfpo_inner_steps + 1  # GXPO: probe, probe, correct
+    assert recipe.trainer.num_iterations == passes
     assert recipe.trainer.sfpo_max_rl_steps
+
+
+@pytest.mark.parametrize("path", PAPER_GXPO, ids=lambda p: p.name)
+def test_a_gxpo_paper_recipe_differs_from_its_sfpo_twin_only_in_the_update(path):
+    gxpo, sfpo = load(path), load(path.with_name(path.name.replace("-gxpo", "-sfpo")))
+    assert (gxpo.algorithm, sfpo.algorithm) == ("gxpo", "sfpo")
+    assert (gxpo.model, gxpo.dataset, gxpo.rewards, gxpo.eval) == (sfpo.model, sfpo.dataset, sfpo.rewards, sfpo.eval)
+    a, b = gxpo.trainer.to_dict(), sfpo.trainer.to_dict()
+    own = {"output_dir", "run_name", "logging_dir", "num_iterations", "max_steps", "save_steps"}
+    differ = {k for k in set(a) | set(b) if a.get(k) != b.get(k)} - own
+    assert differ and differ <= set(a) ^ set(b)  # beyond the run's names and counts, only each algorithm's own fields
+    assert (gxpo.trainer.gxpo_k, gxpo.trainer.gxpo_alpha) == (5, 0.5)
 
 
 def test_paper_recipes_cover_five_models_in_both_arms_with_the_paper_settings():
