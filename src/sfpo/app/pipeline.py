@@ -288,6 +288,7 @@ def train(recipe: Recipe, resume: bool | str = False, *, progress: Callable[[dic
     from peft import LoraConfig
     from transformers.trainer_callback import PrinterCallback
 
+    from sfpo.algorithm.atomic import atomic_write_text
     from sfpo.algorithm.interrupt import GracefulStop
     from sfpo.app.quiet import quiet_training
     from sfpo.app.recipe import algorithm_classes
@@ -310,9 +311,9 @@ def train(recipe: Recipe, resume: bool | str = False, *, progress: Callable[[dic
         evaluator = make_evaluator(recipe, tokenizer) if recipe.eval else None
         # Written only once everything has loaded, so a bad model or dataset leaves no half-made run behind.
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(resolved_yaml(recipe))
+        atomic_write_text(run_dir / "config.yaml", resolved_yaml(recipe))
         for name, text in (extra_files or {}).items():
-            (run_dir / name).write_text(text)
+            atomic_write_text(run_dir / name, text)
         RunRecorder(run_dir, evaluator=evaluator, eval_every=(recipe.eval or {}).get("every", 5),
                     save_best=(recipe.eval or {}).get("save_best", True), on_step=progress).attach(trainer)
         for callback in callbacks:
