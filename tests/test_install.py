@@ -48,6 +48,10 @@ def _make_dry_run(tmp_path, *variables: str, env: dict[str, str] | None = None) 
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     venv = tmp_path / "venv"  # a venv that does not exist: make prints the whole install
+    if env is None:  # the Makefile's own defaults: not what the caller's environment or an outer make sets
+        # (CI runs the tests from `make test` with TORCH_INDEX_URL= in its environment)
+        outer = ("TORCH_INDEX_URL", "HAS_NVIDIA_DRIVER", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL")
+        env = {k: v for k, v in os.environ.items() if k not in outer}
     done = subprocess.run(["make", "-n", "-B", f"VENV={venv}", *variables, f"{venv}/.installed"], cwd=ROOT,
                           capture_output=True, text=True, check=True, env=env)
     return [line for line in done.stdout.splitlines() if "pip install" in line]
