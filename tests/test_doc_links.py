@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SUFFIXES = {".py", ".md", ".yaml", ".yml", ".toml", ".cfg"}
 NAMES = {"Makefile"}
 SKIP = {"benchmarks/results", "build", "dist", "runs"}  # run records keep the paths of their day; outputs
-# `docs/x.md` or `docs/x.md#heading`, not part of a longer path (`../docs/x.md` is a relative link: test_readme)
+# `docs/<page>.md` or `docs/<page>.md#heading`, not part of a longer path (`../docs/<page>.md` is a relative link:
+# test_readme)
 CITATION = re.compile(r"(?<![\w/.-])(docs/[\w./-]*?\.md)(?:#([\w-]+))?")
 
 
@@ -55,21 +56,22 @@ def test_no_file_cites_a_docs_page_or_heading_that_does_not_exist():
 
 
 def test_the_check_finds_a_missing_page_and_a_missing_heading(tmp_path):
+    D = "docs"  # the missing pages are spelled apart, so that no scan of this file takes them for citations
     files = {
         "docs/algorithm.md": "# Title\n\n## The switch\n",
-        "configs/a.yaml": "# see docs/algorithm.md#the-switch and docs/sfpo.md section 4\n",
+        "configs/a.yaml": f"# see docs/algorithm.md#the-switch and {D}/sfpo.md section 4\n",
         "src/pkg/m.py": '"""(docs/algorithm.md#the-reposition)"""\n',
-        ".ci/run": "# docs/gone.md\n",
+        ".ci/run": f"# {D}/gone.md\n",
         "Makefile": "# docs/algorithm.md\n",
-        ".venv/lib/x.py": "# docs/ignored.md\n",
-        "benchmarks/results/old/config.yaml": "# docs/sfpo.md\n",
+        ".venv/lib/x.py": f"# {D}/ignored.md\n",
+        "benchmarks/results/old/config.yaml": f"# {D}/sfpo.md\n",
     }
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
     assert broken_citations(tmp_path) == [
-        ".ci/run:1: docs/gone.md",
-        "configs/a.yaml:1: docs/sfpo.md",
+        f".ci/run:1: {D}/gone.md",
+        f"configs/a.yaml:1: {D}/sfpo.md",
         "src/pkg/m.py:1: docs/algorithm.md#the-reposition",
     ]
 
