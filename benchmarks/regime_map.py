@@ -382,6 +382,12 @@ def axis_statement(maps: dict[str, dict], arm: str, axis: tuple[str, ...], x_of,
     return f"{arm}: paid from {lowest} {unit} up, not below{also}."
 
 
+def _sizes(xs: list[int]) -> str:
+    """[2, 8] → "2 and 8"; [2, 4, 8] → "2, 4 and 8"."""
+    words = [str(x) for x in xs]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def readme_sentence(maps: dict[str, dict]) -> str | None:
     """The README sentence the protocol decided on, from axis 1 (None until its four cells are complete)."""
     if not all(c in maps and "sfpo" in maps[c]["arms"] for c in AXIS_1):
@@ -392,12 +398,21 @@ def readme_sentence(maps: dict[str, dict]) -> str | None:
     how = (f"reached GRPO's best held-out accuracy with at least {PAY_RATIO:g}x fewer rollouts (median of {seeds} "
            f"seeds, at least {math.ceil(PAY_MATCHED_SHARE * seeds - 1e-9)} matched, final accuracy no more than "
            f"{FINAL_MARGIN * 100:g} points lower)")
+    # Below the threshold: the sizes where SFPO paid all the same (exceptions) and those where it did not.
+    below = sorted(x for x in paid if lowest is None or x < lowest)
+    exceptions = [x for x in below if paid[x]]
+    others = [x for x in below if not paid[x]]
     if lowest is None:
         text = (f"On the tiny policy the map shows no such rule: SFPO did not save rollouts even at {max(paid)} "
-                "prompts per optimizer step, the largest tested.")
+                "prompts per optimizer step, the largest tested"
+                + (f" (it did at {_sizes(exceptions)} prompts per optimizer step)." if exceptions else "."))
     elif lowest == min(paid):
         text = (f"On the tiny policy SFPO {how} at every optimizer-step size tested, {min(paid)} to {max(paid)} "
                 "prompts per optimizer step.")
+    elif exceptions:  # "and not with fewer" would be false: name both
+        text = (f"On the tiny policy SFPO {how} when each optimizer step saw at least {lowest} prompts "
+                f"({lowest * GENERATIONS} rollouts); below that it did at {_sizes(exceptions)} prompts and not at "
+                f"{_sizes(others)}, so the size of an optimizer step alone does not decide it.")
     else:
         text = (f"On the tiny policy SFPO {how} when each optimizer step saw at least {lowest} prompts "
                 f"({lowest * GENERATIONS} rollouts), and not with fewer.")

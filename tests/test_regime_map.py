@@ -213,6 +213,15 @@ def test_the_threshold_and_the_readme_sentence(rm):
     assert "also paid at 2 prompts per optimizer step, below that" in rm.axis_statement(
         m, "sfpo", rm.AXIS_1, rm.prompts_per_optimizer_step, unit)
     assert rm.readme_sentence(m).endswith("paid by the same rule at 8, 16 prompts per optimizer step.")
+    # an exception below the threshold: the sentence names it instead of "and not with fewer"
+    assert ("at least 8 prompts (64 rollouts); below that it did at 2 prompts and not at 4, so the size of an "
+            "optimizer step alone does not decide it.") in rm.readme_sentence(m)
+    assert "not with fewer" not in rm.readme_sentence(m)
+    assert ("below that it did at 4 prompts and not at 2 and 8" in
+            rm.readme_sentence(maps([False, True, False, True], [False] * 4)))
+    assert rm.readme_sentence(maps([True, False, True, False], [False] * 4)).endswith(
+        "16 prompts per optimizer step, the largest tested (it did at 2 and 8 prompts per optimizer step). The "
+        "equal-compute control (K + 1 plain passes) paid by the same rule at none of these sizes.")
     m = maps([True, True, True, False], [False] * 4)
     assert rm.readme_sentence(m).startswith("On the tiny policy the map shows no such rule: SFPO did not save "
                                             "rollouts even at 16 prompts per optimizer step")
