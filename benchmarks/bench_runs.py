@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
 import time
+from importlib.metadata import PackageNotFoundError, version
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -79,16 +81,62 @@ def finished(folder: Path, settings: DemoSettings, arm: str | None = None) -> bo
     return True
 
 
+# The packages whose versions change a run's numbers (the floating-point path), recorded in run.json.
+SOFTWARE = ("sfpo", "torch", "transformers", "trl", "accelerate", "numpy")
+# What the code of a run is made of; results folders are left out of "changed", they are what runs write.
+CODE_PATHS = ("src", "benchmarks/*.py", "pyproject.toml", "constraints.txt")
+
+
+def software() -> dict:
+    """{package: version} for SOFTWARE, and python."""
+    found = {"python": platform.python_version()}
+    for name in SOFTWARE:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def code_commit(root: Path = Path(__file__).resolve().parents[1]) -> dict | None:
+    """{"commit": HEAD, "changed": whether the code differs from it}, or None outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", *CODE_PATHS],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {"commit": head, "changed": bool(changed)}
+
+
 def write_run_info(folder: Path, seconds: float, started: float | None = None, **extra) -> dict:
-    """`run.json`: the seconds the run took, when it started (`time.time()`) and finished, the machine."""
+    """`run.json`: the seconds the run took, when it started (`time.time()`) and finished, the machine, and what
+    the numbers depend on besides the settings: package versions and the code's commit. A run reused later is
+    reused by its settings alone (`finished`); these say what made it, since the same settings on another
+    machine or another torch need not give the same numbers."""
     info = {"seconds": round(seconds, 1)}
     if started is not None:
         info["started"] = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started))
     info["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     info["machine"] = f"{platform.node()} {platform.processor() or platform.machine()}"
+    info["cpu"] = cpu_model()
+    info["software"] = software()
+    info["code"] = code_commit()
     info.update(extra)
     (folder / "run.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), else None."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def one_thread() -> None:

@@ -68,3 +68,21 @@ def test_a_checkpoint_with_the_legacy_summary_resumes_exactly(tiny_lm, toy_datas
     a, b = full.model.state_dict(), resumed.model.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_anchor_copies_loaded_from_a_checkpoint_follow_the_tensors_device():
+    """A checkpoint holds θ0 on the CPU. With sfpo_anchor_device="same" the copies move to the parameter's device
+    at their next use and stay there (not a transfer at every use); with "cpu" they stay on the CPU. The meta
+    device stands in for an accelerator."""
+    from sfpo.algorithm.reposition import Anchor
+
+    saved = Anchor()
+    saved.snapshot(0, torch.arange(3.0))
+    p = torch.zeros(3, device="meta")
+    same, cpu = Anchor("same"), Anchor("cpu")
+    for anchor in (same, cpu):
+        anchor.load_state_dict(saved.state_dict())
+        anchor.reposition(0, p, 0.5)
+    assert same.copies[0].device.type == "meta" and cpu.copies[0].device.type == "cpu"
+    same.snapshot(0, p)  # the next RL step's θ0 goes into the moved copy
+    assert same.copies[0].device.type == "meta" and torch.equal(cpu.copies[0], torch.arange(3.0))

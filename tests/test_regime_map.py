@@ -299,8 +299,10 @@ def test_a_bad_option_exits_naming_it_and_writes_nothing(rm, tmp_path, capsys, o
 
 
 def test_a_real_run_is_timed_and_then_reused(rm, tmp_path):
-    """One RL step of SFPO on the tiny policy: run.json holds its time, and the folder counts as this finished
-    run (the saved trainer fields match the arm's), not as one with other settings."""
+    """One RL step of SFPO on the tiny policy: run.json holds its time and what made it (package versions, the
+    code's commit), and the folder counts as this finished run (the saved trainer fields match the arm's), not as
+    one with other settings."""
+    import torch
     from sfpo.app.demo import DemoSettings, build_policy
 
     plan = rm.Plan(tmp_path, steps=1)
@@ -309,6 +311,9 @@ def test_a_real_run_is_timed_and_then_reused(rm, tmp_path):
     settings.eval_problems = 16
     rm.run_one(settings, arm, folder, build_policy(DemoSettings()), 1)
     info = json.loads((folder / "run.json").read_text())
-    assert info["seconds"] > 0 and info["jobs"] == 1 and {"started", "finished", "threads"} <= set(info)
+    assert info["seconds"] > 0 and info["jobs"] == 1 and {"started", "finished", "threads", "cpu"} <= set(info)
+    assert info["software"]["torch"] == torch.__version__ and info["software"]["sfpo"]
+    if info["code"] is not None:  # a checkout (not an unpacked source tree)
+        assert len(info["code"]["commit"]) == 40 and isinstance(info["code"]["changed"], bool)
     assert rm.finished(folder, settings, arm)
     assert [r["rl_step"] for r in rm.load_run(folder).records] == [0, 1]

@@ -105,6 +105,8 @@ class Anchor:
                 f"{tuple(local.shape)}: the optimizer's tensors changed (a different model, parallel layout or "
                 "number of processes than the anchor was taken or saved with)"
             )
+        if c.device != local.device and self.device == "same":  # loaded from a checkpoint (CPU): move it for good
+            c = self.copies[slot] = c.to(local.device)
         return c if c.device == local.device else c.to(local.device, non_blocking=True)
 
     @torch.no_grad()
@@ -136,7 +138,8 @@ class Anchor:
         return [c.detach().cpu().clone() for c in self.copies]
 
     def load_state_dict(self, copies: list[torch.Tensor]) -> None:
-        """Copies saved by `state_dict`; matched (and shape-checked) to tensors slot by slot when next used."""
+        """Copies saved by `state_dict`; matched (and shape-checked) to tensors slot by slot when next used, and
+        with device "same" moved to each tensor's device then."""
         like = (lambda t: t.pin_memory()) if self.device == "cpu" and torch.cuda.is_available() else (lambda t: t)
         self.copies = [like(c.clone()) for c in copies]
         self.tensors = []
