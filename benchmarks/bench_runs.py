@@ -121,6 +121,7 @@ def write_run_info(folder: Path, seconds: float, started: float | None = None, *
     info["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     info["machine"] = f"{platform.node()} {platform.processor() or platform.machine()}"
     info["cpu"] = cpu_model()
+    info["cpu_capability"] = cpu_capability()
     info["software"] = software()
     info["code"] = code_commit()
     info.update(extra)
@@ -137,6 +138,14 @@ def cpu_model() -> str | None:
     except OSError:
         pass
     return None
+
+
+def cpu_capability() -> str:
+    """The instruction set of PyTorch's CPU kernels here ("AVX512", "AVX2", ...): another one takes another
+    floating-point path."""
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
 
 
 def one_thread() -> None:

@@ -114,7 +114,9 @@ def test_fsdp2_matches_ddp(tmp_path):
         assert abs(r["anchor_bytes"] / full_bytes - 0.5) < 0.02 and r["extra_bytes"] == r["anchor_bytes"]
     for r in fsdp + ddp:
         assert r["rl_step"] == 2
-        assert_close(r["weights"], ddp[0]["weights"], rtol=1e-5, atol=1e-6)
+        # FSDP2 reduces in another order than DDP; the extrapolation scales that by α·q (up to 1.75 here): the
+        # largest difference read was below 1e-6 on an AVX-512 CPU, 1.8e-6 on an AVX2 one (2026-12-08)
+        assert_close(r["weights"], ddp[0]["weights"], rtol=1e-5, atol=1e-5)
         for mine, theirs in zip(r["gxpo"], ddp[0]["gxpo"], strict=True):
             assert mine["gxpo/alpha_q_mean"] == pytest.approx(theirs["gxpo/alpha_q_mean"], rel=1e-4)
             assert mine["gxpo/displacement_norm"] == pytest.approx(theirs["gxpo/displacement_norm"], rel=1e-4)

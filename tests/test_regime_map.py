@@ -312,6 +312,7 @@ def test_a_real_run_is_timed_and_then_reused(rm, tmp_path):
     rm.run_one(settings, arm, folder, build_policy(DemoSettings()), 1)
     info = json.loads((folder / "run.json").read_text())
     assert info["seconds"] > 0 and info["jobs"] == 1 and {"started", "finished", "threads", "cpu"} <= set(info)
+    assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert info["software"]["torch"] == torch.__version__ and info["software"]["sfpo"]
     if info["code"] is not None:  # a checkout (not an unpacked source tree)
         assert len(info["code"]["commit"]) == 40 and isinstance(info["code"]["changed"], bool)
