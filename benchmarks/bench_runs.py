@@ -10,9 +10,9 @@ import json
 import platform
 import subprocess
 import time
-from importlib.metadata import PackageNotFoundError, version
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from importlib.metadata import PackageNotFoundError, version
 from multiprocessing import get_context
 from pathlib import Path
 

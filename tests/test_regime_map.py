@@ -303,6 +303,7 @@ def test_a_real_run_is_timed_and_then_reused(rm, tmp_path):
     code's commit), and the folder counts as this finished run (the saved trainer fields match the arm's), not as
     one with other settings."""
     import torch
+
     from sfpo.app.demo import DemoSettings, build_policy
 
     plan = rm.Plan(tmp_path, steps=1)
